@@ -1,0 +1,1 @@
+"""Platform adapters (Slack, Discord): everything that knows a platform lives here."""

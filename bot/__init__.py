@@ -1,0 +1,1 @@
+"""routerbot: a Slack and Discord chat bot built around OpenRouter."""

@@ -1,0 +1,221 @@
+"""Settings, read once from the environment (and a `.env` file) by pydantic-settings.
+
+Names that other tools already use (`OPENROUTER_*`, `SLACK_*`, `DISCORD_*`, `PORT`) are
+kept as they are; everything specific to routerbot carries the `ROUTERBOT_` prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KEYS_URL = "https://openrouter.ai/settings/keys"
+PROJECT_URL = "https://github.com/routerbot/routerbot"
+
+# OpenRouter keys look like `sk-or-v1-<hex>`; anything else is a paste accident.
+_KEY_SHAPE = re.compile(r"sk-or-[A-Za-z0-9_-]{8,}")
+
+
+class ConfigError(Exception):
+    """An operator's mistake in the configuration; `str()` is the one line to show."""
+
+
+def _alias(name: str) -> Any:
+    """Field kwargs that bind a setting to an environment variable used outside routerbot."""
+    return {"validation_alias": AliasChoices(name), "json_schema_extra": {"env": name}}
+
+
+class Settings(BaseSettings):
+    """Every setting routerbot reads. The README's settings table is generated from this."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTERBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    openrouter_api_key: SecretStr | None = Field(
+        None,
+        description=f"OpenRouter API key (`sk-or-...`); create one at {KEYS_URL}.",
+        **_alias("OPENROUTER_API_KEY"),
+    )
+    openrouter_base_url: str = Field(
+        "https://openrouter.ai/api/v1",
+        description="OpenRouter API root.",
+        **_alias("OPENROUTER_BASE_URL"),
+    )
+    openrouter_site_url: str = Field(
+        PROJECT_URL,
+        description="Sent as `HTTP-Referer` for OpenRouter's app attribution.",
+        **_alias("OPENROUTER_SITE_URL"),
+    )
+    openrouter_site_name: str = Field(
+        "routerbot",
+        description="Sent as `X-Title` for OpenRouter's app attribution.",
+        **_alias("OPENROUTER_SITE_NAME"),
+    )
+    openrouter_cache_ttl_models: int = Field(
+        3_600_000,
+        ge=0,
+        description="How long the model catalogue is cached, in milliseconds.",
+        **_alias("OPENROUTER_CACHE_TTL_MODELS"),
+    )
+    openrouter_cache_ttl_credits: int = Field(
+        300_000,
+        ge=0,
+        description="How long the credit balance is cached, in milliseconds.",
+        **_alias("OPENROUTER_CACHE_TTL_CREDITS"),
+    )
+    openrouter_management_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Optional OpenRouter management key. `/credits` needs it to show the account "
+            "balance when the API key has no spending limit of its own."
+        ),
+    )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds to wait for a connection to OpenRouter."
+    )
+    stream_idle_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        description=(
+            "Seconds OpenRouter may stay silent between two chunks of an answer. "
+            "Not a cap on the whole answer: long answers finish."
+        ),
+    )
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of one request after a timeout, rate limit or provider outage.",
+    )
+    retry_after_cap_s: float = Field(
+        20.0,
+        ge=0,
+        description=(
+            "The longest `Retry-After` honoured before giving up on a model and going "
+            "on with the fallback chain."
+        ),
+    )
+    default_model: str = Field(
+        "openrouter/openai/gpt-4o-mini",
+        description="Model for channels that have not chosen one.",
+    )
+    default_fallbacks: str = Field(
+        "",
+        description="Comma-separated fallback models for channels that have not chosen any.",
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (`xoxb-...`).", **_alias("SLACK_BOT_TOKEN")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None,
+        description="Slack signing secret: serve the Events API over HTTP.",
+        **_alias("SLACK_SIGNING_SECRET"),
+    )
+    slack_app_token: SecretStr | None = Field(
+        None,
+        description="Slack app-level token (`xapp-...`): use Socket Mode instead of HTTP.",
+        **_alias("SLACK_APP_TOKEN"),
+    )
+    slack_api_base_url: str = Field(
+        "https://slack.com/api/",
+        description="Slack Web API root (GovSlack, proxies, tests).",
+        **_alias("SLACK_API_BASE_URL"),
+    )
+    discord_bot_token: SecretStr | None = Field(
+        None, description="Discord bot token.", **_alias("DISCORD_BOT_TOKEN")
+    )
+    discord_api_base_url: str = Field(
+        "https://discord.com/api/v10",
+        description=(
+            "Discord REST root; when set, the gateway URL is the one `GET /gateway/bot` "
+            "there returns."
+        ),
+        **_alias("DISCORD_API_BASE_URL"),
+    )
+    data_dir: Path = Field(
+        Path("./data"), description="Where the SQLite file and tool workspaces live."
+    )
+    port: int = Field(
+        3000,
+        ge=1,
+        le=65535,
+        description="HTTP listener (Slack events, `/healthz`).",
+        **_alias("PORT"),
+    )
+
+    @field_validator("openrouter_base_url", "slack_api_base_url", "discord_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return [m.strip() for m in self.default_fallbacks.split(",") if m.strip()]
+
+    def require_api_key(self) -> str:
+        """The OpenRouter key, or a ConfigError whose text is the one line to print."""
+        key = self.openrouter_api_key
+        if key is None or not key.get_secret_value().strip():
+            raise ConfigError(
+                f"OPENROUTER_API_KEY is not set: create a key at {KEYS_URL} and put it "
+                "in the environment or in .env"
+            )
+        value = key.get_secret_value().strip()
+        if not _KEY_SHAPE.fullmatch(value):
+            raise ConfigError(
+                "OPENROUTER_API_KEY does not look like an OpenRouter key (sk-or-...): "
+                f"copy it again from {KEYS_URL}"
+            )
+        return value
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a field."""
+    extra = Settings.model_fields[field_name].json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("env"), str):
+        return str(extra["env"])
+    return "ROUTERBOT_" + field_name.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one ConfigError line each."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = env_name(field) if field in Settings.model_fields else field
+            # error["input"] may be a secret: only the variable and the rule are shown.
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from None
+
+
+def settings_table() -> str:
+    """The README's table of settings, as Markdown."""
+    rows = ["| variable | meaning | default |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None or default == "":
+            shown = "none"
+        elif isinstance(default, Path):
+            shown = f"`{default.as_posix() if default.is_absolute() else './' + str(default)}`"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{env_name(name)}` | {field.description} | {shown} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - a helper to refresh the README
+    print(settings_table(), end="")
