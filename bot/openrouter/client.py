@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Self
@@ -23,6 +24,7 @@ from .cache import CachedValue
 from .catalogue import Catalogue
 from .credits import Credits
 from .errors import (
+    ErrorKind,
     MalformedResponseError,
     OpenRouterError,
     ProviderUnavailableError,
@@ -55,10 +57,16 @@ def _chain_groups(models: list[str]) -> list[list[str]]:
     return [unique[i : i + step] for i in range(0, len(unique), step)]
 
 
+def _model_key(model_id: str) -> frozenset[str]:
+    base = re.sub(r"-\d{8}$", "", model_id.split(":")[0])
+    return frozenset(re.split(r"[/.-]", base))
+
+
 def _same_model(served: str, asked: str) -> bool:
-    """Whether the served id (maybe a dated slug) is the asked one."""
-    base = asked.split(":")[0]
-    return served in (asked, base) or served.startswith(base + "-")
+    """Whether the served id is the asked one. OpenRouter names the model that served by a
+    dated slug whose words may come in another order (`anthropic/claude-haiku-4.5` is
+    served as `anthropic/claude-4.5-haiku-20251001`)."""
+    return served == asked or _model_key(served) == _model_key(asked)
 
 
 def _passed(model: str, error: OpenRouterError) -> PassedOver:
@@ -171,7 +179,9 @@ class OpenRouterClient:
                             (i for i, m in enumerate(group) if _same_model(served, m)), 0
                         )
                         passed_over += [
-                            PassedOver(m, "unavailable", "skipped by OpenRouter")
+                            PassedOver(
+                                m, ErrorKind.PROVIDER_UNAVAILABLE.value, "skipped by OpenRouter"
+                            )
                             for m in group[:skipped]
                         ]
                         yield Done(replace(event.completion, passed_over=passed_over))

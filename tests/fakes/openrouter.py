@@ -353,6 +353,10 @@ class FakeOpenRouter:
                 reply = self._plan(str(model_id), body)
             except _Failure as exc:
                 failure = exc
+                # Key, credit and moderation failures end the request: other models of
+                # the same account would fail the same way.
+                if exc.status in (401, 402, 403):
+                    break
                 continue
             served = reply.served_as or str(model_id)
             if body.get("stream"):

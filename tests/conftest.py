@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.openrouter import OpenRouterClient
+from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenRouter]:
+    async with FakeOpenRouter() as server:
+        yield server
+
+
+def make_client(fake: FakeOpenRouter, **kwargs: Any) -> OpenRouterClient:
+    options: dict[str, Any] = {
+        "api_key": TEST_KEY,
+        "base_url": fake.url,
+        "site_url": "https://example.test/routerbot",
+        "site_name": "routerbot-tests",
+        # Real backoff, made short so retries take milliseconds.
+        "backoff_base_s": 0.01,
+        "backoff_cap_s": 0.05,
+        "idle_timeout_s": 5.0,
+    }
+    options.update(kwargs)
+    return OpenRouterClient.create(**options)
+
+
+@pytest.fixture
+async def client(fake: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
+    async with make_client(fake) as c:
+        yield c
