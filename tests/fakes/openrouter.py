@@ -44,6 +44,7 @@ class Reply:
     fail_metadata: dict[str, Any] | None = None
     retry_after: float | None = None
     fail_in_body: bool = False  # answer HTTP 200 with the error in the body instead
+    garbage: bool = False  # answer HTTP 200 with a body that is not JSON
     # Failing mid-stream, after `k` tokens: an error chunk, a dropped connection, a stall.
     error_after: int | None = None
     error_code: int | str = 502
@@ -359,8 +360,17 @@ class FakeOpenRouter:
                     break
                 continue
             served = reply.served_as or str(model_id)
+            if reply.garbage and body.get("stream"):
+                response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await response.prepare(request)
+                await response.write(b'data: {"id": "gen-x", "choi\n\n')
+                return response
+            if reply.garbage:
+                return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
             if body.get("stream"):
                 return await self._stream(request, body, reply, served)
+            if reply.ttft_s:
+                await asyncio.sleep(reply.ttft_s)
             return self._complete(body, reply, served)
         assert failure is not None
         headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
