@@ -20,6 +20,7 @@ from .openrouter import (
     OpenRouterClient,
     OpenRouterError,
     TextDelta,
+    display_model,
     resolve,
 )
 from .openrouter.types import Message
@@ -121,7 +122,7 @@ async def _chain(client: OpenRouterClient, settings: Settings, model: str | None
 
 
 def _footer(completion: Completion) -> str:
-    parts = [completion.model]
+    parts = [display_model(completion.model)]
     if completion.passed_over:
         parts.append("passed over " + ", ".join(p.model for p in completion.passed_over))
     if completion.usage is not None:
@@ -192,7 +193,7 @@ HELP = """Commands: /model [ID] shows or sets the model, /models [QUERY] lists m
 async def chat(client: OpenRouterClient, settings: Settings, *, model: str | None) -> int:
     chain = await _chain(client, settings, model)
     history: list[Message] = []
-    print(f"routerbot chat with {chain[0]}. {HELP}")
+    print(f"routerbot chat with {display_model(chain[0])}. {HELP}")
     while True:
         try:
             line = (await asyncio.to_thread(input, "you> ")).strip()
@@ -213,7 +214,7 @@ async def chat(client: OpenRouterClient, settings: Settings, *, model: str | Non
             elif command == "/model":
                 if rest.strip():
                     chain = [(await resolve(rest, client.catalogue)).api_id]
-                print(f"Model: {' then '.join(chain)}")
+                print("Model: " + " then ".join(display_model(m) for m in chain))
             elif command == "/models":
                 print((await models_text(client, rest))[0])
             elif command == "/credits":

@@ -5,8 +5,17 @@ from typing import Any
 
 import pytest
 
+from bot.config import Settings, env_name
 from bot.openrouter import OpenRouterClient
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No test sees the developer's own settings or .env file."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(env_name(name), raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

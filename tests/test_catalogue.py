@@ -32,12 +32,16 @@ async def test_catalogue_entries_are_read(client: OpenRouterClient) -> None:
     assert sonnet.context_length == 200_000
     assert sonnet.prompt_price == pytest.approx(3e-6)
     assert sonnet.completion_price == pytest.approx(15e-6)
-    assert sonnet.supports_tools and sonnet.supports_images
+    assert sonnet.supports_tools
+    assert sonnet.supports_images
     free = await client.catalogue.get("meta-llama/llama-3.1-8b:free")
-    assert free is not None and not free.supports_tools and not free.supports_images
+    assert free is not None
+    assert not free.supports_tools
+    assert not free.supports_images
     assert free.prompt_price == 0
     auto = await client.catalogue.get("openrouter/auto")
-    assert auto is not None and auto.prompt_price is None  # routers price per request
+    assert auto is not None
+    assert auto.prompt_price is None
 
 
 async def test_stale_copy_is_served_when_a_refresh_fails(fake: FakeOpenRouter) -> None:
@@ -200,7 +204,8 @@ async def test_credits_fall_back_to_key_on_403(
     assert [r.path for r in fake.requests] == ["/api/v1/credits", "/api/v1/key"]
     assert credits.source == "key"
     assert credits.balance == 74.5
-    assert credits.limit == 100 and credits.limit_reset == "monthly"
+    assert credits.limit == 100
+    assert credits.limit_reset == "monthly"
     assert credits.total_usage == 25.5
 
 
@@ -210,7 +215,8 @@ async def test_a_key_without_limit_says_the_balance_is_unknown(
     fake.key_data = {**fake.key_data, "limit": None, "limit_remaining": None}
     credits = await client.credits()
     assert credits.balance is None
-    assert credits.note is not None and "ROUTERBOT_OPENROUTER_MANAGEMENT_KEY" in credits.note
+    assert credits.note is not None
+    assert "ROUTERBOT_OPENROUTER_MANAGEMENT_KEY" in credits.note
 
 
 async def test_credits_cache_expires(fake: FakeOpenRouter) -> None:

@@ -43,11 +43,14 @@ async def test_plain_completion(fake: FakeOpenRouter, client: OpenRouterClient) 
     assert done.text == "Plain answer."
     assert done.model == "openai/gpt-4o-mini"
     assert done.finish_reason == "stop"
-    assert done.generation_id is not None and done.generation_id.startswith("gen-")
-    assert done.usage is not None and done.usage.completion_tokens == 2
+    assert done.generation_id is not None
+    assert done.generation_id.startswith("gen-")
+    assert done.usage is not None
+    assert done.usage.completion_tokens == 2
     assert done.passed_over == []
     sent = fake.chat_requests()[0].body
-    assert sent["stream"] is False and sent["model"] == "openai/gpt-4o-mini"
+    assert sent["stream"] is False
+    assert sent["model"] == "openai/gpt-4o-mini"
 
 
 async def test_stream_text_arrives_in_pieces_and_whole(
@@ -61,8 +64,10 @@ async def test_stream_text_arrives_in_pieces_and_whole(
     assert text_of(events) == text
     done = final(events)
     assert done.text == text
-    assert done.usage is not None and done.usage.completion_tokens == 6
-    assert done.usage.cost is not None and done.usage.cost > 0
+    assert done.usage is not None
+    assert done.usage.completion_tokens == 6
+    assert done.usage.cost is not None
+    assert done.usage.cost > 0
 
 
 async def test_usage_accepted_on_the_finish_chunk(
@@ -70,7 +75,8 @@ async def test_usage_accepted_on_the_finish_chunk(
 ) -> None:
     fake.script("openai/gpt-4o-mini", Reply(text="a b c", usage_on_finish_chunk=True))
     done = final(await collect(client, ChatRequest(["openai/gpt-4o-mini"], HELLO)))
-    assert done.usage is not None and done.usage.completion_tokens == 3
+    assert done.usage is not None
+    assert done.usage.completion_tokens == 3
 
 
 async def test_streamed_tool_calls_are_assembled_by_index(
@@ -172,7 +178,8 @@ async def test_chain_of_five_where_four_fail(fake: FakeOpenRouter) -> None:
     assert [b.get("models") for b in bodies] == [FIVE[:3], FIVE[3:]]
     assert [b["model"] for b in bodies] == [FIVE[0], FIVE[3]]
     fell_back = [e for e in events if isinstance(e, FellBack)]
-    assert len(fell_back) == 1 and [p.model for p in fell_back[0].failed] == FIVE[:3]
+    assert len(fell_back) == 1
+    assert [p.model for p in fell_back[0].failed] == FIVE[:3]
 
 
 async def test_models_skipped_inside_one_request_are_named(
@@ -291,12 +298,15 @@ async def test_mid_stream_error_keeps_the_text_and_is_not_retried(
 ) -> None:
     fake.script("openai/gpt-4o-mini", Reply(text=LONG, error_after=3))
     seen: list[str] = []
-    with pytest.raises(OpenRouterError) as caught:
-        async for event in client.stream(
-            ChatRequest(["openai/gpt-4o-mini", "openai/gpt-4o"], HELLO)
-        ):
+
+    async def consume() -> None:
+        request = ChatRequest(["openai/gpt-4o-mini", "openai/gpt-4o"], HELLO)
+        async for event in client.stream(request):
             if isinstance(event, TextDelta):
                 seen.append(event.text)
+
+    with pytest.raises(OpenRouterError) as caught:
+        await consume()
     error = caught.value
     assert error.kind is ErrorKind.PROVIDER_UNAVAILABLE
     assert error.partial_text == "alpha beta gamma "

@@ -89,7 +89,9 @@ async def test_invalid_key(fake: FakeOpenRouter) -> None:
     error = caught.value
     assert error.kind is ErrorKind.INVALID_KEY
     assert "OPENROUTER_API_KEY" in error.user_message
-    assert bad not in error.user_message and bad not in error.detail and bad not in repr(error)
+    assert bad not in error.user_message
+    assert bad not in error.detail
+    assert bad not in repr(error)
     assert_plain(error.user_message)
 
 
@@ -113,7 +115,8 @@ async def test_context_too_long(fake: FakeOpenRouter) -> None:
     long = [{"role": "user", "content": "word " * 2000}]
     error = await fail_with(fake, ChatRequest(["tiny/short-context"], long))
     assert error.kind is ErrorKind.CONTEXT_TOO_LONG
-    assert "too long" in error.user_message and "new thread" in error.user_message
+    assert "too long" in error.user_message
+    assert "new thread" in error.user_message
     assert_plain(error.user_message)
 
 
@@ -156,7 +159,8 @@ def test_string_codes_and_metadata_types() -> None:
         },
         status=503,
     )
-    assert error.kind is ErrorKind.PROVIDER_UNAVAILABLE and error.retry_after == 7
+    assert error.kind is ErrorKind.PROVIDER_UNAVAILABLE
+    assert error.retry_after == 7
     assert error_from_body("not json", status=502).kind is ErrorKind.PROVIDER_UNAVAILABLE
     assert error_from_body(None, status=400).kind is ErrorKind.MALFORMED_RESPONSE
 
@@ -165,5 +169,6 @@ def test_keys_in_upstream_text_are_redacted() -> None:
     error = error_from_body(
         {"error": {"code": 400, "message": f"bad header Bearer {TEST_KEY} rejected"}}, status=400
     )
-    assert TEST_KEY not in error.detail and TEST_KEY not in error.user_message
+    assert TEST_KEY not in error.detail
+    assert TEST_KEY not in error.user_message
     assert redact("token xoxb-1 and secret", ["xoxb-1"]) == "token [redacted] and secret"

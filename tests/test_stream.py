@@ -94,7 +94,8 @@ def test_unreadable_arguments_parse_to_none() -> None:
         }
     )
     call = asm.completion().tool_calls[0]
-    assert call.arguments is None and call.raw_arguments == "{not json"
+    assert call.arguments is None
+    assert call.raw_arguments == "{not json"
 
 
 def test_usage_and_model_from_any_chunk() -> None:
@@ -122,7 +123,8 @@ def test_usage_and_model_from_any_chunk() -> None:
     done = asm.completion()
     assert done.text == "hi!"
     assert done.model == "served/model-20250101"
-    assert done.generation_id == "gen-1" and done.provider == "P"
+    assert done.generation_id == "gen-1"
+    assert done.provider == "P"
     assert done.usage is not None
     assert (done.usage.total_tokens, done.usage.cost, done.usage.cached_tokens) == (7, 0.001, 4)
 
