@@ -25,6 +25,7 @@ from .catalogue import Catalogue
 from .credits import Credits
 from .errors import (
     ErrorKind,
+    InvalidKeyError,
     MalformedResponseError,
     OpenRouterError,
     ProviderUnavailableError,
@@ -67,6 +68,20 @@ def _same_model(served: str, asked: str) -> bool:
     dated slug whose words may come in another order (`anthropic/claude-haiku-4.5` is
     served as `anthropic/claude-4.5-haiku-20251001`)."""
     return served == asked or _model_key(served) == _model_key(asked)
+
+
+def _with_generation_id(completion: Completion, response: httpx.Response) -> Completion:
+    """The generation id from the body, or else from the `X-Generation-Id` header."""
+    if completion.generation_id is not None:
+        return completion
+    return replace(completion, generation_id=response.headers.get("x-generation-id"))
+
+
+def _endpoint_error(status: int, body: Any) -> OpenRouterError:
+    """The error for a GET endpoint; there a 403 means the key may not read it."""
+    if status == 403:
+        return InvalidKeyError("the key may not read this endpoint", status=status)
+    return error_from_body(body, status=status)
 
 
 def _passed(model: str, error: OpenRouterError) -> PassedOver:
@@ -253,10 +268,7 @@ class OpenRouterClient:
                     return
                 async for event in self._read_stream(response, assembler):
                     yield event
-                completion = assembler.completion()
-                if completion.generation_id is None:
-                    generation_id = response.headers.get("x-generation-id")
-                    completion = replace(completion, generation_id=generation_id)
+                completion = _with_generation_id(assembler.completion(), response)
         except httpx.TimeoutException:
             raise UpstreamTimeoutError(
                 "no data from OpenRouter in time", model=model, partial_text=assembler.text
@@ -324,10 +336,7 @@ class OpenRouterClient:
             raise error_from_body({"error": error}, status=None, model=completion.model)
         if not isinstance(body.get("choices"), list) or not body["choices"]:
             raise MalformedResponseError("the response had no choices", model=model)
-        if completion.generation_id is None:
-            generation_id = response.headers.get("x-generation-id")
-            completion = replace(completion, generation_id=generation_id)
-        return completion
+        return _with_generation_id(completion, response)
 
     async def _error_from(self, response: httpx.Response, model: str | None) -> OpenRouterError:
         raw = await response.aread()
@@ -383,7 +392,7 @@ class OpenRouterClient:
         status, body = await self._get("/models", self._api_key)
         data = body.get("data") if isinstance(body, dict) else None
         if status != 200:
-            raise error_from_body(body, status=status)
+            raise _endpoint_error(status, body)
         if not isinstance(data, list):
             raise MalformedResponseError("/models had no data list")
         return [entry for entry in data if isinstance(entry, dict)]
@@ -401,7 +410,7 @@ class OpenRouterClient:
         # 403: only management keys may read /credits; any key may read its own /key.
         status, body = await self._get("/key", self._api_key)
         if status != 200:
-            raise error_from_body(body, status=status)
+            raise _endpoint_error(status, body)
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             raise MalformedResponseError("/key had no data")
         return Credits.from_key(body["data"])
