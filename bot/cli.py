@@ -5,33 +5,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 
+from .commands import Commands, models_table
 from .config import ConfigError, Settings, load_settings
+from .engine import Engine
+from .formatting import document_text, table_text
 from .openrouter import ModelRefError, OpenRouterClient, OpenRouterError
-from .terminal import ask, chat, credits_text, models_text
+from .store import Store
+from .terminal import TERMINAL_KEY, ask, chat
 
-Command = Callable[[argparse.Namespace, Settings, OpenRouterClient], Awaitable[int]]
-
-
-async def _models(args: argparse.Namespace, settings: Settings, client: OpenRouterClient) -> int:
-    text, found = await models_text(client, " ".join(args.query))
-    print(text)
-    return 0 if found else 1
+Command = Callable[[argparse.Namespace, Engine], Awaitable[int]]
 
 
-async def _credits(args: argparse.Namespace, settings: Settings, client: OpenRouterClient) -> int:
-    print(await credits_text(client))
+async def _models(args: argparse.Namespace, engine: Engine) -> int:
+    query = " ".join(args.query)
+    found = await engine.client.catalogue.search(query)
+    if found:
+        print(table_text(models_table(found)))
+        return 0
+    doc = await Commands(engine).list_models(args.query)
+    print(document_text(doc))
+    return 1
+
+
+async def _credits(args: argparse.Namespace, engine: Engine) -> int:
+    print(document_text(await Commands(engine).credits(TERMINAL_KEY)))
     return 0
 
 
-async def _ask(args: argparse.Namespace, settings: Settings, client: OpenRouterClient) -> int:
-    return await ask(client, settings, sys.stdin.read(), model=args.model, as_json=args.json)
+async def _ask(args: argparse.Namespace, engine: Engine) -> int:
+    return await ask(engine, sys.stdin.read(), model=args.model, as_json=args.json)
 
 
-async def _chat(args: argparse.Namespace, settings: Settings, client: OpenRouterClient) -> int:
-    return await chat(client, settings, model=args.model)
+async def _chat(args: argparse.Namespace, engine: Engine) -> int:
+    return await chat(engine, model=args.model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,8 +89,18 @@ def make_client(settings: Settings, api_key: str) -> OpenRouterClient:
 
 
 async def _run(command: Command, args: argparse.Namespace, settings: Settings, key: str) -> int:
-    async with make_client(settings, key) as client:
-        return await command(args, settings, client)
+    try:
+        store = await Store.open(settings.database_path)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            f"cannot open the database {settings.database_path} ({exc.__class__.__name__}): "
+            "set ROUTERBOT_DATA_DIR to a folder the bot may write"
+        ) from None
+    try:
+        async with make_client(settings, key) as client:
+            return await command(args, Engine(client, store, settings))
+    finally:
+        await store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(_run(args.run, args, settings, key))
+    except ConfigError as exc:
+        print(f"routerbot: {exc}", file=sys.stderr)
+        return 2
     except (OpenRouterError, ModelRefError) as exc:
         print(f"routerbot: {exc}", file=sys.stderr)
         return 1

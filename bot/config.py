@@ -112,6 +112,43 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated fallback models for channels that have not chosen any.",
     )
+    system_prompt: str = Field(
+        "You are routerbot, a helpful assistant in a team chat. Answer concisely in Markdown.",
+        description="System prompt for channels that have not set their own.",
+    )
+    max_tool_rounds: int = Field(
+        8, ge=1, le=50, description="Tool-call rounds in one reply before the bot stops."
+    )
+    admins: str = Field(
+        "",
+        description=(
+            "Comma-separated user ids that may change any channel's settings, besides "
+            "the platform's own channel and workspace admins."
+        ),
+    )
+    low_balance_usd: float = Field(
+        1.0, ge=0, description="`/credits` warns when the balance is below this, in USD."
+    )
+    user_rate_limit: int = Field(
+        30, ge=0, description="Requests one user may make per minute (0: no limit)."
+    )
+    channel_concurrency: int = Field(
+        4,
+        ge=1,
+        description="Replies one channel runs at once; more wait their turn.",
+    )
+    channel_allowlist: str = Field(
+        "",
+        description="Comma-separated channel ids the bot answers in (empty: every channel).",
+    )
+    channel_monthly_budget: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Monthly spend per channel in USD before the bot refuses (0: no budget); "
+            "`/model budget` overrides it per channel."
+        ),
+    )
     slack_bot_token: SecretStr | None = Field(
         None, description="Slack bot token (`xoxb-...`).", **_alias("SLACK_BOT_TOKEN")
     )
@@ -161,7 +198,19 @@ class Settings(BaseSettings):
 
     @property
     def fallbacks(self) -> list[str]:
-        return [m.strip() for m in self.default_fallbacks.split(",") if m.strip()]
+        return _csv(self.default_fallbacks)
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        return frozenset(_csv(self.admins))
+
+    @property
+    def allowed_channels(self) -> frozenset[str]:
+        return frozenset(_csv(self.channel_allowlist))
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "routerbot.sqlite3"
 
     def require_api_key(self) -> str:
         """The OpenRouter key, or a ConfigError whose text is the one line to print."""
@@ -178,6 +227,10 @@ class Settings(BaseSettings):
                 f"copy it again from {KEYS_URL}"
             )
         return value
+
+
+def _csv(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def env_name(field_name: str) -> str:
@@ -217,5 +270,21 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # pragma: no cover - a helper to refresh the README
-    print(settings_table(), end="")
+START, END = "<!-- settings:start -->\n", "<!-- settings:end -->"
+
+
+def refresh_readme(path: Path) -> None:
+    """Rewrites the settings table between the README's markers."""
+    text = path.read_text(encoding="utf-8")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.write_text(head + START + settings_table() + END + tail, encoding="utf-8")
+
+
+if __name__ == "__main__":  # `python -m bot.config README.md` refreshes the table
+    import sys
+
+    if len(sys.argv) > 1:
+        refresh_readme(Path(sys.argv[1]))
+    else:
+        print(settings_table(), end="")

@@ -1,108 +1,139 @@
-"""The terminal front end: `routerbot models`, `credits`, `ask` and `chat`."""
+"""The terminal front end: `routerbot chat` and `routerbot ask`, on the same engine,
+commands and store as Slack and Discord. The local user administers the terminal channel."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
+import uuid
 from dataclasses import asdict
 from typing import TextIO
 
-from .config import Settings
-from .openrouter import (
-    ChatRequest,
-    Completion,
-    Credits,
-    Done,
-    FellBack,
-    ModelInfo,
-    ModelRefError,
-    OpenRouterClient,
-    OpenRouterError,
-    TextDelta,
-    display_model,
-    resolve,
+from .commands import Caller, Commands
+from .engine import (
+    Cancelled,
+    Conversation,
+    Delta,
+    Engine,
+    Failed,
+    Final,
+    Notice,
+    ReplyEvent,
+    Started,
+    ToolFinished,
+    ToolStarted,
+    Turn,
 )
-from .openrouter.types import Message
+from .formatting import document_text, usd
+from .openrouter import display_model, resolve
+from .store import ChannelKey
+
+PLATFORM = "terminal"
+WORKSPACE = "local"
+CHANNEL = "terminal"
+TERMINAL_KEY = ChannelKey(PLATFORM, WORKSPACE, CHANNEL)
 
 
-def usd(amount: float) -> str:
-    """Dollars with cents; small non-zero amounts keep enough digits to be seen."""
-    if amount != 0 and abs(amount) < 0.01:
-        return f"${amount:.6f}".rstrip("0")
-    return f"${amount:,.2f}"
+def footer(final: Final) -> str:
+    parts = [display_model(final.model)]
+    if final.passed_over:
+        parts.append("passed over " + ", ".join(display_model(p.model) for p in final.passed_over))
+    parts.append(f"{final.usage.total_tokens:,} tokens")
+    if final.cost is not None:
+        parts.append(usd(final.cost))
+    return " · ".join(parts)
 
 
-def per_million(price: float | None) -> str:
-    if price is None:
-        return "varies"
-    if price == 0:
-        return "free"
-    return f"{price * 1_000_000:.2f}"
+class TextSink:
+    """Streams text to `out`; status lines, notices and errors go to `err`."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self.failed = False
+
+    async def emit(self, event: ReplyEvent) -> None:
+        if isinstance(event, Delta):
+            self.out.write(event.text)
+            self.out.flush()
+        elif isinstance(event, ToolStarted):
+            print(f"\n[{event.name}({event.summary})]", file=self.err, flush=True)
+        elif isinstance(event, ToolFinished) and not event.ok:
+            print(f"[{event.name} failed]", file=self.err, flush=True)
+        elif isinstance(event, Notice):
+            print(f"note: {event.text}", file=self.err, flush=True)
+        elif isinstance(event, Final):
+            self.out.write("\n")
+            self.out.flush()
+            print(f"[{footer(event)}]", file=self.err, flush=True)
+        elif isinstance(event, Failed):
+            self.failed = True
+            if event.partial_text:
+                self.out.write("\n")
+            print(event.message, file=self.err, flush=True)
+        elif isinstance(event, Cancelled):
+            print(f"[{event.reason}]", file=self.err, flush=True)
 
 
-def models_table(models: list[ModelInfo]) -> str:
-    header = ("model", "context", "$/M in", "$/M out", "tools", "images")
-    rows = [
-        (
-            m.canonical,
-            f"{m.context_length:,}" if m.context_length else "?",
-            per_million(m.prompt_price),
-            per_million(m.completion_price),
-            "yes" if m.supports_tools else "no",
-            "yes" if m.supports_images else "no",
-        )
-        for m in models
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    # The id and the yes/no columns align left, the numbers right.
-    align = [str.ljust, str.rjust, str.rjust, str.rjust, str.ljust, str.ljust]
-    lines = [
-        "  ".join(pad(cell, width) for pad, cell, width in zip(align, row, widths, strict=True))
-        for row in [header, *rows]
-    ]
-    lines = [line.rstrip() for line in lines]
-    return "\n".join(lines)
+class JsonSink:
+    """One JSON object per line: start, text, tool, notice, done, error."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.failed = False
+
+    def _write(self, event: dict[str, object]) -> None:
+        self.out.write(json.dumps(event) + "\n")
+        self.out.flush()
+
+    async def emit(self, event: ReplyEvent) -> None:
+        if isinstance(event, Started):
+            self._write({"type": "start", "model": event.model})
+        elif isinstance(event, Delta):
+            self._write({"type": "text", "text": event.text})
+        elif isinstance(event, ToolStarted | ToolFinished):
+            state = "started" if isinstance(event, ToolStarted) else "finished"
+            record: dict[str, object] = {
+                "type": "tool",
+                "state": state,
+                "id": event.call_id,
+                "name": event.name,
+                "summary": event.summary,
+            }
+            if isinstance(event, ToolFinished):
+                record["ok"] = event.ok
+            self._write(record)
+        elif isinstance(event, Notice):
+            self._write({"type": "notice", "text": event.text})
+        elif isinstance(event, Final):
+            self._write(
+                {
+                    "type": "done",
+                    "text": event.text,
+                    "model": event.model,
+                    "passed_over": [asdict(p) for p in event.passed_over],
+                    "usage": asdict(event.usage),
+                    "cost": event.cost,
+                    "generation_id": event.generation_id,
+                }
+            )
+        elif isinstance(event, Failed):
+            self.failed = True
+            self._write(
+                {
+                    "type": "error",
+                    "kind": event.kind,
+                    "message": event.message,
+                    "partial_text": event.partial_text,
+                }
+            )
+        elif isinstance(event, Cancelled):
+            self._write({"type": "cancelled", "reason": event.reason})
 
 
-async def models_text(client: OpenRouterClient, query: str) -> tuple[str, bool]:
-    """The table of models matching `query`, and whether any did."""
-    found = await client.catalogue.search(query)
-    if found:
-        return models_table(found), True
-    hint = await client.catalogue.suggest(query)
-    text = f"No model matches {query!r}."
-    if hint:
-        text += " Did you mean " + " or ".join(hint) + "?"
-    return text, False
-
-
-def credits_lines(credits: Credits) -> list[str]:
-    lines = []
-    if credits.balance is not None:
-        if credits.source == "credits" and credits.total_credits is not None:
-            lines.append(f"Balance: {usd(credits.balance)} of {usd(credits.total_credits)} bought")
-        else:
-            reset = f", resets {credits.limit_reset}" if credits.limit_reset else ""
-            limit = usd(credits.limit) if credits.limit is not None else "?"
-            lines.append(f"Balance: {usd(credits.balance)} left of this key's {limit} limit{reset}")
-    if credits.total_usage is not None:
-        used = f"Used: {usd(credits.total_usage)}"
-        if credits.usage_daily is not None and credits.usage_monthly is not None:
-            used += f" (today {usd(credits.usage_daily)}, this month {usd(credits.usage_monthly)})"
-        lines.append(used)
-    if credits.is_free_tier:
-        lines.append("This key is on the free tier.")
-    if credits.note:
-        lines.append(credits.note)
-    return lines
-
-
-async def credits_text(client: OpenRouterClient) -> str:
-    return "\n".join(credits_lines(await client.credits()))
-
-
-def _question(raw: str) -> str:
+def question_from(raw: str) -> str:
     """The question from stdin: plain text, or a JSON object with a `message`."""
     text = raw.strip()
     if text.startswith("{"):
@@ -116,84 +147,43 @@ def _question(raw: str) -> str:
     return text
 
 
-async def _chain(client: OpenRouterClient, settings: Settings, model: str | None) -> list[str]:
-    refs = [model or settings.default_model, *([] if model else settings.fallbacks)]
-    return [(await resolve(ref, client.catalogue)).api_id for ref in refs]
+def local_user() -> Turn:
+    name = getpass.getuser()
+    return Turn(author_id=f"local:{name}", author_name=name, text="")
 
 
-def _footer(completion: Completion) -> str:
-    parts = [display_model(completion.model)]
-    if completion.passed_over:
-        parts.append("passed over " + ", ".join(p.model for p in completion.passed_over))
-    if completion.usage is not None:
-        parts.append(f"{completion.usage.total_tokens} tokens")
-        if completion.usage.cost is not None:
-            parts.append(usd(completion.usage.cost))
-    return " · ".join(parts)
-
-
-async def _answer(
-    client: OpenRouterClient, request: ChatRequest, out: TextIO, *, as_json: bool
-) -> Completion:
-    """Streams one answer to `out`; text as it comes, or one JSON object per event."""
-
-    def emit(event: dict[str, object]) -> None:
-        out.write(json.dumps(event) + "\n")
-        out.flush()
-
-    async for event in client.stream(request):
-        if isinstance(event, TextDelta):
-            if as_json:
-                emit({"type": "text", "text": event.text})
-            else:
-                out.write(event.text)
-                out.flush()
-        elif isinstance(event, FellBack) and as_json:
-            emit({"type": "fell_back", "failed": [asdict(p) for p in event.failed]})
-        elif isinstance(event, Done):
-            completion = event.completion
-            if as_json:
-                emit({"type": "final", **asdict(completion)})
-            else:
-                out.write("\n")
-            return completion
-    raise AssertionError("the stream ended without Done")  # pragma: no cover
-
-
-async def ask(
-    client: OpenRouterClient, settings: Settings, raw: str, *, model: str | None, as_json: bool
-) -> int:
-    question = _question(raw)
+async def ask(engine: Engine, raw: str, *, model: str | None, as_json: bool) -> int:
+    question = question_from(raw)
     if not question:
         print(
             'routerbot: nothing to ask: pipe a question, or {"message": "..."}, to stdin',
             file=sys.stderr,
         )
         return 2
-    request = ChatRequest(
-        models=await _chain(client, settings, model),
-        messages=[{"role": "user", "content": question}],
+    sink: JsonSink | TextSink = (
+        JsonSink(sys.stdout) if as_json else TextSink(sys.stdout, sys.stderr)
     )
-    try:
-        completion = await _answer(client, request, sys.stdout, as_json=as_json)
-    except OpenRouterError as exc:
-        if as_json:
-            print(json.dumps({"type": "error", "kind": exc.kind.value, "message": str(exc)}))
-            return 1
-        raise
-    if not as_json:
-        print(_footer(completion), file=sys.stderr)
-    return 0
+    models = [(await resolve(model, engine.client.catalogue)).canonical] if model else None
+    me = local_user()
+    turn = Turn(me.author_id, me.author_name, question)
+    conversation = Conversation(PLATFORM, WORKSPACE, CHANNEL, f"ask-{uuid.uuid4().hex[:8]}")
+    await engine.reply(conversation, [turn], sink, user_id=me.author_id, models=models)
+    return 1 if sink.failed else 0
 
 
-HELP = """Commands: /model [ID] shows or sets the model, /models [QUERY] lists models,
-/credits shows the balance, /new starts over, /quit leaves (or Ctrl-D)."""
+HELP = """Type a message to talk to the model. /model and /credits work as in Slack and
+Discord (/model help lists them); /new starts a new conversation; /quit leaves (or Ctrl-D)."""
 
 
-async def chat(client: OpenRouterClient, settings: Settings, *, model: str | None) -> int:
-    chain = await _chain(client, settings, model)
-    history: list[Message] = []
-    print(f"routerbot chat with {display_model(chain[0])}. {HELP}")
+async def chat(engine: Engine, *, model: str | None) -> int:
+    commands = Commands(engine)
+    me = local_user()
+    caller = Caller(me.author_id, me.author_name, is_admin=True)
+    models = [(await resolve(model, engine.client.catalogue)).canonical] if model else None
+    turns: list[Turn] = []
+    conversation = Conversation(PLATFORM, WORKSPACE, CHANNEL, uuid.uuid4().hex[:8])
+    shown = (await commands.show(TERMINAL_KEY)).fields[0][1] if not models else models[0]
+    print(f"routerbot chat · {shown}\n{HELP}")
     while True:
         try:
             line = (await asyncio.to_thread(input, "you> ")).strip()
@@ -202,30 +192,26 @@ async def chat(client: OpenRouterClient, settings: Settings, *, model: str | Non
             return 0
         if not line:
             continue
-        command, _, rest = line.partition(" ")
-        try:
-            if command in ("/quit", "/exit"):
-                return 0
-            if command == "/help":
-                print(HELP)
-            elif command == "/new":
-                history.clear()
-                print("Started a new conversation.")
-            elif command == "/model":
-                if rest.strip():
-                    chain = [(await resolve(rest, client.catalogue)).api_id]
-                print("Model: " + " then ".join(display_model(m) for m in chain))
-            elif command == "/models":
-                print((await models_text(client, rest))[0])
-            elif command == "/credits":
-                print(await credits_text(client))
+        name, _, rest = line.partition(" ")
+        if name in ("/quit", "/exit"):
+            return 0
+        if name == "/help":
+            print(HELP)
+        elif name == "/new":
+            turns.clear()
+            conversation = Conversation(PLATFORM, WORKSPACE, CHANNEL, uuid.uuid4().hex[:8])
+            print("Started a new conversation.")
+        elif name in ("/model", "/credits"):
+            if name == "/model" and rest.split()[:1] in (["set"], ["auto"]):
+                models = None  # a channel change replaces the --model of this session
+            print(document_text(await commands.run(name, rest, TERMINAL_KEY, caller)))
+        else:
+            turns.append(Turn(me.author_id, me.author_name, line))
+            sink = TextSink(sys.stdout, sys.stdout)
+            final = await engine.reply(
+                conversation, turns, sink, user_id=me.author_id, models=models
+            )
+            if final is None:
+                turns.pop()
             else:
-                history.append({"role": "user", "content": line})
-                request = ChatRequest(models=chain, messages=history)
-                completion = await _answer(client, request, sys.stdout, as_json=False)
-                history.append({"role": "assistant", "content": completion.text})
-                print(f"[{_footer(completion)}]")
-        except (OpenRouterError, ModelRefError) as exc:
-            if history and history[-1]["role"] == "user":
-                history.pop()
-            print(f"\n{exc}")
+                turns.append(Turn("routerbot", "routerbot", final.text, from_bot=True))

@@ -74,7 +74,7 @@ async def test_models_prints_the_table(fake: FakeOpenRouter) -> None:
 async def test_models_without_a_match(fake: FakeOpenRouter) -> None:
     run = await routerbot("models", "glm-4.8", fake=fake)
     assert run.code == 1
-    assert "No model matches 'glm-4.8'. Did you mean openrouter/z-ai/glm-4.7" in run.out
+    assert "No model matches 'glm-4.8'.\nDid you mean openrouter/z-ai/glm-4.7?" in run.out
 
 
 @pytest.mark.parametrize(
@@ -106,8 +106,14 @@ async def test_rejected_key_is_one_plain_line(fake: FakeOpenRouter) -> None:
 async def test_credits(fake: FakeOpenRouter) -> None:
     run = await routerbot("credits", fake=fake)
     assert run.code == 0, run.err
-    assert "Balance: $74.50 left of this key's $100.00 limit, resets monthly" in run.out
-    assert "Used: $25.50 (today $1.20, this month $25.50)" in run.out
+    fields = dict(
+        line.strip().split("  ", 1) for line in run.out.splitlines() if line.startswith("  ")
+    )
+    assert fields["Balance"].strip() == "$74.50 left of the key's $100.00 limit, resets monthly"
+    assert fields["Account today"].strip() == "$1.20"
+    assert fields["Account this month"].strip() == "$25.50"
+    assert fields["This channel this month"].strip() == "$0.00 (0 replies)"
+    assert "Figures from OpenRouter, just now." in run.out
 
 
 async def test_ask_streams_an_answer(fake: FakeOpenRouter) -> None:
@@ -121,7 +127,8 @@ async def test_ask_streams_an_answer(fake: FakeOpenRouter) -> None:
     sent = fake.chat_requests()[0].body
     assert sent["stream"] is True
     assert sent["model"] == "anthropic/claude-sonnet-4"
-    assert sent["messages"][-1] == {"role": "user", "content": "hi"}
+    assert sent["messages"][-1]["role"] == "user"
+    assert sent["messages"][-1]["content"].endswith(": hi")  # the asker's name, then the text
 
 
 async def test_ask_takes_json_and_prints_ndjson(fake: FakeOpenRouter) -> None:
@@ -129,10 +136,14 @@ async def test_ask_takes_json_and_prints_ndjson(fake: FakeOpenRouter) -> None:
     run = await routerbot("ask", "--json", fake=fake, stdin='{"message": "count"}')
     assert run.code == 0, run.err
     events = [json.loads(line) for line in run.out.splitlines()]
-    assert [e["type"] for e in events] == ["text", "text", "final"]
-    assert events[-1]["text"] == "one two"
-    assert events[-1]["model"] == "openai/gpt-4o-mini"
-    assert fake.chat_requests()[0].body["messages"][-1]["content"] == "count"
+    assert [e["type"] for e in events] == ["start", "text", "text", "done"]
+    assert events[0]["model"] == "openrouter/openai/gpt-4o-mini"
+    done = events[-1]
+    assert done["text"] == "one two"
+    assert done["model"] == "openai/gpt-4o-mini"
+    assert done["usage"]["completion_tokens"] == 2
+    assert done["cost"] > 0
+    assert fake.chat_requests()[0].body["messages"][-1]["content"].endswith(": count")
 
 
 async def test_ask_json_reports_errors_as_events(fake: FakeOpenRouter) -> None:
@@ -160,13 +171,16 @@ async def test_ask_with_nothing_to_ask(fake: FakeOpenRouter) -> None:
 async def test_chat_session(fake: FakeOpenRouter) -> None:
     fake.script("openai/gpt-4o-mini", Reply(text="First answer."))
     fake.script("z-ai/glm-4.7", Reply(text="Second answer."))
-    script = "hello\n/model z-ai/glm-4.7\nand again\n/model nonsense\n/quit\n"
+    script = "hello\n/model set z-ai/glm-4.7\nand again\n/model set nonsense\n/quit\n"
     run = await routerbot("chat", fake=fake, stdin=script)
     assert run.code == 0, run.err
     assert "First answer." in run.out
     assert "Second answer." in run.out
-    assert "Model: openrouter/z-ai/glm-4.7" in run.out
+    assert "Set model to openrouter/z-ai/glm-4.7" in run.out
     assert "`nonsense` is not a model OpenRouter knows" in run.out
     second = fake.chat_requests()[1].body
     assert second["model"] == "z-ai/glm-4.7"
-    assert [m["content"] for m in second["messages"]] == ["hello", "First answer.", "and again"]
+    contents = [m["content"] for m in second["messages"][1:]]  # after the system prompt
+    assert contents[1] == "First answer."
+    assert contents[0].endswith(": hello")
+    assert contents[2].endswith(": and again")

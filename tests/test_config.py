@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, Settings, env_name, load_settings, settings_table
+from bot.config import (
+    END,
+    START,
+    ConfigError,
+    Settings,
+    env_name,
+    load_settings,
+    settings_table,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 KEY = "sk-or-v1-" + "ab" * 32
@@ -98,9 +106,8 @@ def test_every_setting_is_described() -> None:
 
 def test_readme_table_is_in_step_with_the_settings() -> None:
     text = README.read_text()
-    start = text.index("<!-- settings:start -->\n") + len("<!-- settings:start -->\n")
-    end = text.index("<!-- settings:end -->")
+    start = text.index(START) + len(START)
+    end = text.index(END)
     assert text[start:end] == settings_table(), (
-        "README settings table is out of date: run `.venv/bin/python -m bot.config` "
-        "and paste its output between the settings markers"
+        "README settings table is out of date: run `.venv/bin/python -m bot.config README.md`"
     )

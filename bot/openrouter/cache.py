@@ -33,12 +33,17 @@ class CachedValue(Generic[T]):
         self._ttl_s = ttl_s
         self._clock = clock
         self._value: T | None = None
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # when to count freshness from
+        self._value_at: float | None = None  # when the value was really fetched
         self._inflight: asyncio.Task[T] | None = None
 
     @property
     def fresh(self) -> bool:
         return self._fetched_at is not None and self._clock() - self._fetched_at < self._ttl_s
+
+    def age(self) -> float | None:
+        """Seconds since the value was fetched; None before the first fetch."""
+        return None if self._value_at is None else self._clock() - self._value_at
 
     def invalidate(self) -> None:
         self._fetched_at = None
@@ -65,5 +70,5 @@ class CachedValue(Generic[T]):
         finally:
             self._inflight = None
         self._value = value
-        self._fetched_at = self._clock()
+        self._fetched_at = self._value_at = self._clock()
         return value

@@ -401,6 +401,10 @@ class OpenRouterClient:
         """The balance, cached for the credits TTL."""
         return await self._credits.get()
 
+    def credits_age(self) -> float | None:
+        """Seconds since the balance was read from OpenRouter."""
+        return self._credits.age()
+
     async def _fetch_credits(self) -> Credits:
         status, body = await self._get("/credits", self._management_key or self._api_key)
         if status == 200 and isinstance(body, dict) and isinstance(body.get("data"), dict):
