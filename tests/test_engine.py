@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,7 +26,7 @@ from bot.engine import (
     Turn,
 )
 from bot.openrouter import OpenRouterClient
-from bot.store import ChannelKey, Store
+from bot.store import Store
 from bot.tools import ToolContext, ToolRegistry
 from tests.conftest import make_client
 from tests.fakes.openrouter import FakeOpenRouter, Reply
@@ -38,9 +38,10 @@ KEY = HERE.key
 class Recorder:
     """A sink that keeps every event, and can wait for one."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed: asyncio.Event | None = None) -> None:
         self.events: list[ReplyEvent] = []
-        self.changed = asyncio.Event()
+        # Shared by several recorders, it tells a test that any of them got an event.
+        self.changed = changed or asyncio.Event()
 
     async def emit(self, event: ReplyEvent) -> None:
         self.events.append(event)
@@ -67,7 +68,7 @@ class Barrier:
 
     name = "meet"
     description = "Waits for the other calls of the round, then says who came."
-    parameters = {
+    parameters: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {"who": {"type": "string"}},
         "required": ["who"],
@@ -87,7 +88,7 @@ class Barrier:
 class Broken:
     name = "broken"
     description = "Always fails."
-    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    parameters: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> str:
         raise RuntimeError("disk on fire")
@@ -210,9 +211,11 @@ async def test_a_context_error_trims_harder_and_retries_once(
     turns = [turn("alice", f"line {i}") for i in range(8)]
     sink = Recorder()
     final = await engine.reply(HERE, turns, sink, user_id="U-alice")
-    assert final is not None and final.text == "ok"
+    assert final is not None
+    assert final.text == "ok"
     first, second = (r.body["messages"] for r in fake.chat_requests())
-    assert len(first) == 9 and len(second) == 5  # system prompt + the newest half
+    assert len(first) == 9
+    assert len(second) == 5
     assert second[-1]["content"] == "alice: line 7"
     assert "Left out more old messages to fit the model." in [n.text for n in sink.of(Notice)]
 
@@ -386,5 +389,6 @@ async def test_a_newer_message_supersedes_the_reply(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert first.of(Cancelled)
-    assert final is not None and final.text == "fresh"
+    assert final is not None
+    assert final.text == "fresh"
     assert engine.cancel(HERE) is False  # nothing left running
