@@ -285,6 +285,16 @@ class Engine:
         except asyncio.CancelledError:
             await asyncio.shield(sink.emit(Cancelled("a newer message superseded this reply")))
             raise
+        except Exception:
+            # The last line of defence: a bug of ours is logged, and the user still hears back.
+            log.exception("reply in %s failed", conversation)
+            await sink.emit(
+                Failed(
+                    "Something went wrong inside the bot, and this reply was lost. Try again; "
+                    "if it keeps happening, tell whoever runs the bot.",
+                    "internal",
+                )
+            )
         finally:
             if self._active.get(conversation) is task:
                 del self._active[conversation]
@@ -423,6 +433,12 @@ class Engine:
             rounds += 1
             results = await self._run_tools(completion, context, enabled, sink)
             messages = [*messages, *tool_round_messages(completion, results)]
+        ending = _FINISH_NOTES.get(completion.finish_reason or "")
+        if not texts and not completion.tool_calls:
+            ending = ending or "The model sent an empty answer. Try again, or pick another model."
+        if ending:
+            notices.append(ending)
+            await sink.emit(Notice(ending))
         final = Final(
             text="\n\n".join(texts),
             model=completion.model,
@@ -470,6 +486,12 @@ class Engine:
 
         # One round's calls run concurrently; results keep the order of the calls.
         return list(await asyncio.gather(*(run_one(i) for i in range(len(completion.tool_calls)))))
+
+
+_FINISH_NOTES = {
+    "length": "The answer was cut off at the model's length limit. Ask it to go on.",
+    "content_filter": "The provider's content filter stopped the answer.",
+}
 
 
 def tool_round_messages(completion: Completion, results: list[ToolResult]) -> list[Message]:

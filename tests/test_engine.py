@@ -392,3 +392,22 @@ async def test_a_newer_message_supersedes_the_reply(
     assert final is not None
     assert final.text == "fresh"
     assert engine.cancel(HERE) is False  # nothing left running
+
+
+@pytest.mark.parametrize(
+    ("reply", "note"),
+    [
+        (Reply(text=""), "The model sent an empty answer."),
+        (Reply(text="cut", finish_reason="length"), "The answer was cut off"),
+        (Reply(text="", finish_reason="content_filter"), "content filter stopped the answer"),
+    ],
+)
+async def test_unusual_endings_are_explained(
+    fake: FakeOpenRouter, client: OpenRouterClient, store: Store, reply: Reply, note: str
+) -> None:
+    fake.script("openai/gpt-4o-mini", reply)
+    sink = Recorder()
+    final = await engine_for(client, store).reply(HERE, [turn("a", "hi")], sink, user_id="U-a")
+    assert final is not None
+    assert note in final.notices[-1]
+    assert note in sink.of(Notice)[-1].text

@@ -36,6 +36,7 @@ class Reply:
     served_as: str | None = None  # the `model` the response names, e.g. a dated slug
     provider: str = "FakeProvider"
     usage_on_finish_chunk: bool = False  # usage on the finish_reason chunk, not after it
+    finish_reason: str | None = None  # instead of "stop" (or "tool_calls"), e.g. "length"
     # Failing before any output: `fail_status` for the first `fail_times` requests (None:
     # every request), with OpenRouter's error body.
     fail_status: int | None = None
@@ -409,6 +410,7 @@ class FakeOpenRouter:
     def _complete(self, body: dict[str, Any], reply: Reply, served: str) -> web.Response:
         generation = f"gen-{next(self._ids)}"
         calls = self._calls(reply)
+        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
         if calls:
             message["tool_calls"] = calls
@@ -422,8 +424,8 @@ class FakeOpenRouter:
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": "tool_calls" if calls else "stop",
-                        "native_finish_reason": "tool_calls" if calls else "stop",
+                        "finish_reason": finish,
+                        "native_finish_reason": finish,
                         "message": message,
                     }
                 ],
@@ -468,7 +470,7 @@ class FakeOpenRouter:
         tokens = _tokens(reply.text)
         gap = 1 / reply.tokens_per_s if reply.tokens_per_s else 0.0
         calls = self._calls(reply)
-        finish = "tool_calls" if calls else "stop"
+        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         usage = self._usage(body, served, len(tokens))
         for number, token in enumerate(tokens):
             if reply.error_after is not None and number == reply.error_after:
