@@ -20,6 +20,9 @@ from typing import Any, Self
 import aiosqlite
 
 WORKSPACE_DEFAULT = "*"  # the channel id of a workspace's default settings row
+# Platforms retry an event for minutes (Slack: up to 5), so a day of ids is plenty.
+EVENT_RETENTION_S = 24 * 3600
+PRUNE_EVERY = 500  # sightings between two prunes
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class Store:
         self._clock = clock
         # One connection serves every coroutine: transactions must not interleave on it.
         self._lock = asyncio.Lock()
+        self._sightings = 0
 
     @classmethod
     async def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Self:
@@ -330,7 +334,12 @@ class Store:
     # -- event de-duplication -------------------------------------------------------
 
     async def first_sighting(self, event_id: str) -> bool:
-        """Records an event id; False when it was already recorded (a platform retry)."""
+        """Records an event id; False when it was already recorded (a platform retry).
+
+        Ids older than EVENT_RETENTION_S are pruned every PRUNE_EVERY sightings."""
+        self._sightings += 1
+        if self._sightings % PRUNE_EVERY == 0:
+            await self.prune_events(EVENT_RETENTION_S)
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO processed_events VALUES (?, ?)", (event_id, self._clock())

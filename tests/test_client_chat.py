@@ -286,6 +286,7 @@ async def test_connection_errors_are_retried_then_reported() -> None:
     assert caught.value.kind is ErrorKind.PROVIDER_UNAVAILABLE
     assert len(sleep.delays) == 2
     assert "connect" in caught.value.detail.lower()
+    assert "could not reach OpenRouter" in caught.value.user_message
 
 
 # -- streams that go wrong --------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from bot.channels import resolve_settings
 from bot.config import load_settings
-from bot.store import ChannelKey, Store
+from bot.store import EVENT_RETENTION_S, PRUNE_EVERY, ChannelKey, Store
 
 KEY = ChannelKey("discord", "G1", "C1")
 
@@ -127,7 +127,7 @@ async def test_an_acknowledged_change_survives_a_killed_process(tmp_path: Path) 
         f"""
         import asyncio, os, sys
         from pathlib import Path
-        from bot.store import ChannelKey, Store
+        from bot.store import EVENT_RETENTION_S, PRUNE_EVERY, ChannelKey, Store
 
         async def main():
             store = await Store.open(Path({str(path)!r}))
@@ -176,5 +176,19 @@ async def test_ledger_and_event_ids(tmp_path: Path) -> None:
         assert await store.first_sighting("Ev2") is True
         assert await store.prune_events(older_than_s=3600) == 1
         assert await store.first_sighting("Ev1") is True  # forgotten after pruning
+    finally:
+        await store.close()
+
+
+async def test_old_event_ids_are_pruned_as_new_ones_arrive(tmp_path: Path) -> None:
+    now = [0.0]
+    store = await Store.open(tmp_path / "bot.sqlite3", clock=lambda: now[0])
+    try:
+        await store.first_sighting("ancient")
+        now[0] = EVENT_RETENTION_S + 1
+        for i in range(PRUNE_EVERY):
+            await store.first_sighting(f"new-{i}")
+        assert await store.first_sighting("ancient") is True  # pruned, so new again
+        assert await store.first_sighting("new-0") is False
     finally:
         await store.close()

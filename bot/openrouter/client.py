@@ -29,6 +29,7 @@ from .errors import (
     MalformedResponseError,
     OpenRouterError,
     ProviderUnavailableError,
+    UnreachableError,
     UpstreamTimeoutError,
     error_from_body,
     redact,
@@ -274,7 +275,7 @@ class OpenRouterClient:
                 "no data from OpenRouter in time", model=model, partial_text=assembler.text
             ) from None
         except httpx.TransportError as exc:
-            raise ProviderUnavailableError(
+            raise UnreachableError(
                 f"connection to OpenRouter failed: {type(exc).__name__}",
                 model=model,
                 partial_text=assembler.text,
@@ -373,7 +374,7 @@ class OpenRouterClient:
             except httpx.TimeoutException:
                 error: OpenRouterError = UpstreamTimeoutError(f"GET {path} timed out")
             except httpx.TransportError as exc:
-                error = ProviderUnavailableError(f"GET {path} failed: {type(exc).__name__}")
+                error = UnreachableError(f"GET {path} failed: {type(exc).__name__}")
             else:
                 try:
                     body = response.json()

@@ -195,6 +195,17 @@ class ProviderUnavailableError(OpenRouterError):
         )
 
 
+class UnreachableError(ProviderUnavailableError):
+    """No connection to OpenRouter at all (as opposed to OpenRouter finding no provider)."""
+
+    @property
+    def user_message(self) -> str:
+        return (
+            "The bot could not reach OpenRouter. Try again in a minute; if it keeps "
+            "happening, whoever runs the bot should check its network and OPENROUTER_BASE_URL."
+        )
+
+
 class UpstreamTimeoutError(OpenRouterError):
     kind = ErrorKind.TIMEOUT
 
