@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.config import Settings, env_name
 from bot.openrouter import OpenRouterClient
+from bot.store import Store
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
 
 
@@ -41,5 +43,13 @@ def make_client(fake: FakeOpenRouter, **kwargs: Any) -> OpenRouterClient:
 
 @pytest.fixture
 async def client(fake: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
-    async with make_client(fake) as c:
+    """A client on the fake that does not retry: one scripted failure is one failure."""
+    async with make_client(fake, max_retries=0) as c:
         yield c
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "bot.sqlite3")
+    yield opened
+    await opened.close()

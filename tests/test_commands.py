@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,19 +23,6 @@ from tests.test_engine import Barrier, Recorder
 KEY = ChannelKey("slack", "T1", "C1")
 ADMIN = Caller("U-admin", "alice", is_admin=True)
 MEMBER = Caller("U-member", "bob")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "bot.sqlite3")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def client(fake: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
-    async with make_client(fake, max_retries=0) as c:
-        yield c
 
 
 def commands_for(client: OpenRouterClient, store: Store, **settings: Any) -> Commands:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,7 +26,6 @@ from bot.engine import (
 from bot.openrouter import OpenRouterClient
 from bot.store import Store
 from bot.tools import ToolContext, ToolRegistry
-from tests.conftest import make_client
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 
 HERE = Conversation("slack", "T1", "C1", "1700000000.000100")
@@ -92,19 +89,6 @@ class Broken:
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> str:
         raise RuntimeError("disk on fire")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "bot.sqlite3")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def client(fake: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
-    async with make_client(fake, max_retries=0) as c:
-        yield c
 
 
 def engine_for(
