@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from .config import Settings
 from .store import SETTING_FIELDS, ChannelKey, Store
+from .tools import DEFAULT_TOOLS
 
 Source = Literal["channel", "workspace", "default"]
 
@@ -33,7 +34,7 @@ def defaults(settings: Settings) -> dict[str, Any]:
         "model": settings.default_model,
         "fallbacks": settings.fallbacks,
         "system_prompt": settings.system_prompt,
-        "tools": [],
+        "tools": list(DEFAULT_TOOLS),
         "temperature": None,
         "max_tokens": None,
         "budget_usd": settings.channel_monthly_budget or None,

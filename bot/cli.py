@@ -16,6 +16,7 @@ from .formatting import document_text, table_text
 from .openrouter import ModelRefError, OpenRouterClient, OpenRouterError
 from .store import Store
 from .terminal import TERMINAL_KEY, ask, chat
+from .tools import build_toolbox
 
 Command = Callable[[argparse.Namespace, Engine], Awaitable[int]]
 
@@ -98,7 +99,11 @@ async def _run(command: Command, args: argparse.Namespace, settings: Settings, k
         ) from None
     try:
         async with make_client(settings, key) as client:
-            return await command(args, Engine(client, store, settings))
+            toolbox = await build_toolbox(settings, store, client)
+            try:
+                return await command(args, Engine(client, store, settings, toolbox.registry))
+            finally:
+                await toolbox.aclose()
     finally:
         await store.close()
 

@@ -149,6 +149,30 @@ class Settings(BaseSettings):
             "`/model budget` overrides it per channel."
         ),
     )
+    workspace_quota_mb: int = Field(
+        50, ge=1, description="Disk space one conversation's workspace may use, in MB."
+    )
+    workspace_max_files: int = Field(
+        1000, ge=1, description="Files one conversation's workspace may hold."
+    )
+    webfetch_allow_hosts: str = Field(
+        "",
+        description=(
+            "Comma-separated hosts or IP addresses `webfetch` may reach even though they "
+            "are private or local (e.g. an intranet wiki)."
+        ),
+    )
+    webfetch_block_hosts: str = Field(
+        "",
+        description="Comma-separated hosts (and their subdomains) `webfetch` never reaches.",
+    )
+    websearch_model: str = Field(
+        "openrouter/openai/gpt-4o-mini",
+        description="Model that runs OpenRouter's `web` plugin for the `websearch` tool.",
+    )
+    bash_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="Wall-clock limit of one `bash` tool command."
+    )
     slack_bot_token: SecretStr | None = Field(
         None, description="Slack bot token (`xoxb-...`).", **_alias("SLACK_BOT_TOKEN")
     )
@@ -195,6 +219,10 @@ class Settings(BaseSettings):
         if not re.match(r"https?://[^\s/]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @staticmethod
+    def csv(raw: str) -> list[str]:
+        return _csv(raw)
 
     @property
     def fallbacks(self) -> list[str]:

@@ -35,7 +35,9 @@ from .openrouter.errors import ContextTooLongError, ErrorKind
 from .openrouter.refs import ModelRefError, to_api_id
 from .openrouter.types import Message
 from .store import ChannelKey, Store
-from .tools import ToolContext, ToolRegistry, ToolResult, summarize_arguments
+from .tools import ToolContext, ToolError, ToolRegistry, ToolResult, Workspace
+from .tools.registry import summarize_arguments
+from .tools.workspace import safe_component
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ class ToolStarted:
     call_id: str
     name: str
     summary: str
+    activity: str  # a short line for people: "Reading build.log"
 
 
 @dataclass(frozen=True)
@@ -359,8 +362,9 @@ class Engine:
     ) -> Final:
         infos = await self._model_infos(chain)
         notices: list[str] = []
+        saved = await self._save_files(conversation, turns, notices)
         takes_images = bool(infos) and all(i.supports_images for i in infos)
-        history, left_out = build_history(turns, images=takes_images)
+        history, left_out = build_history(turns, images=takes_images, saved=saved)
         if left_out:
             notices.append(
                 f"Left out {left_out} image(s): {display_model(chain[0])} does not take images."
@@ -392,6 +396,7 @@ class Engine:
             conversation.channel,
             conversation.thread,
             user_id,
+            self.workspace(conversation),
         )
         totals = _Totals()
         texts: list[str] = []
@@ -460,6 +465,40 @@ class Engine:
         await sink.emit(final)
         return final
 
+    def workspace(self, conversation: Conversation) -> Workspace:
+        """The folder the conversation's file tools work in."""
+        return Workspace.for_conversation(
+            self.settings.data_dir,
+            conversation.platform,
+            conversation.channel,
+            conversation.thread,
+            quota_bytes=self.settings.workspace_quota_mb * 1_000_000,
+            max_files=self.settings.workspace_max_files,
+        )
+
+    async def save_attachment(self, conversation: Conversation, attachment: Attachment) -> str:
+        """Saves a file someone attached into the conversation's workspace; returns its name
+        there. Adapters call this (reply() does it too for attachments that carry data)."""
+        if attachment.data is None:
+            raise ToolError(f"{attachment.name} has no content to save")
+        name = safe_component(attachment.name)
+        await asyncio.to_thread(self.workspace(conversation).write_bytes, name, attachment.data)
+        return name
+
+    async def _save_files(
+        self, conversation: Conversation, turns: Sequence[Turn], notices: list[str]
+    ) -> dict[Attachment, str]:
+        saved: dict[Attachment, str] = {}
+        for turn in turns:
+            for attachment in turn.attachments:
+                if attachment.is_image or attachment.data is None or attachment in saved:
+                    continue
+                try:
+                    saved[attachment] = await self.save_attachment(conversation, attachment)
+                except ToolError as error:
+                    notices.append(f"Could not keep {attachment.name}: {error}.")
+        return saved
+
     async def _stream_round(self, request: ChatRequest, sink: Sink, *, gap: bool) -> Completion:
         """One model call, its text streamed to the sink; `gap` separates it from the text
         of an earlier round the way the final text joins them."""
@@ -479,7 +518,8 @@ class Engine:
         async def run_one(index: int) -> ToolResult:
             call = completion.tool_calls[index]
             summary = summarize_arguments(call.arguments)
-            await sink.emit(ToolStarted(call.id, call.name, summary))
+            activity = self.tools.activity(call)
+            await sink.emit(ToolStarted(call.id, call.name, summary, activity))
             result = await self.tools.call(call, context, enabled)
             await sink.emit(ToolFinished(call.id, call.name, summary, result.ok))
             return result
@@ -510,8 +550,11 @@ def tool_round_messages(completion: Completion, results: list[ToolResult]) -> li
     ]
 
 
-def build_history(turns: Sequence[Turn], *, images: bool) -> tuple[list[Message], int]:
-    """Turns as chat messages, and how many images had to be left out."""
+def build_history(
+    turns: Sequence[Turn], *, images: bool, saved: dict[Attachment, str] | None = None
+) -> tuple[list[Message], int]:
+    """Turns as chat messages, and how many images had to be left out. Files saved in the
+    workspace are named, so the model can read them with its tools."""
     messages: list[Message] = []
     left_out = 0
     for turn in turns:
@@ -519,6 +562,9 @@ def build_history(turns: Sequence[Turn], *, images: bool) -> tuple[list[Message]
             messages.append({"role": "assistant", "content": turn.text})
             continue
         text = f"{turn.author_name}: {turn.text}"
+        files = [saved[a] for a in turn.attachments if saved and a in saved]
+        if files:
+            text += "\n(attached, in the workspace: " + ", ".join(files) + ")"
         pictures = [a for a in turn.attachments if a.is_image and a.image_url()]
         if pictures and images:
             parts: list[dict[str, object]] = [{"type": "text", "text": text}]

@@ -123,8 +123,34 @@ async def _m1_initial(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _m2_todos(db: aiosqlite.Connection) -> None:
+    await _run_script(
+        db,
+        """
+        CREATE TABLE todos (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            UNIQUE (platform, channel, thread, number)
+        )
+        """,
+    )
+
+
 # Append only: a released migration is never edited, a new one is added after it.
-MIGRATIONS: list[tuple[str, Migration]] = [("initial", _m1_initial)]
+MIGRATIONS: list[tuple[str, Migration]] = [("initial", _m1_initial), ("todos", _m2_todos)]
+
+
+@dataclass(frozen=True)
+class Todo:
+    number: int
+    text: str
+    done: bool
 
 
 def _encode(field: str, value: Any) -> Any:
@@ -352,3 +378,39 @@ class Store:
                 "DELETE FROM processed_events WHERE seen_at < ?", (self._clock() - older_than_s,)
             )
             return cursor.rowcount
+
+    # -- todo lists -----------------------------------------------------------------
+
+    async def add_todo(self, platform: str, channel: str, thread: str, text: str) -> int:
+        """Adds an item to a conversation's list; returns its number there (1, 2, ...)."""
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM todos "
+                "WHERE platform = ? AND channel = ? AND thread = ?",
+                (platform, channel, thread),
+            ) as cursor:
+                row = await cursor.fetchone()
+            number = int(row[0]) if row else 1
+            await db.execute(
+                "INSERT INTO todos (platform, channel, thread, number, text, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (platform, channel, thread, number, text, self._clock()),
+            )
+        return number
+
+    async def todos(self, platform: str, channel: str, thread: str) -> list[Todo]:
+        async with self._db.execute(
+            "SELECT number, text, done FROM todos WHERE platform = ? AND channel = ? "
+            "AND thread = ? ORDER BY number",
+            (platform, channel, thread),
+        ) as cursor:
+            return [Todo(r[0], r[1], bool(r[2])) for r in await cursor.fetchall()]
+
+    async def finish_todo(self, platform: str, channel: str, thread: str, number: int) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE todos SET done = 1 WHERE platform = ? AND channel = ? AND thread = ? "
+                "AND number = ?",
+                (platform, channel, thread, number),
+            )
+            return cursor.rowcount == 1

@@ -18,7 +18,7 @@ from bot.store import ChannelKey, Store
 from bot.tools import ToolRegistry
 from tests.conftest import make_client
 from tests.fakes.openrouter import FakeOpenRouter, Reply
-from tests.test_engine import Barrier, Recorder
+from tests.test_engine import Recorder, barrier_tool
 
 KEY = ChannelKey("slack", "T1", "C1")
 ADMIN = Caller("U-admin", "alice", is_admin=True)
@@ -26,7 +26,7 @@ MEMBER = Caller("U-member", "bob")
 
 
 def commands_for(client: OpenRouterClient, store: Store, **settings: Any) -> Commands:
-    engine = Engine(client, store, load_settings(**settings), ToolRegistry([Barrier(1)]))
+    engine = Engine(client, store, load_settings(**settings), ToolRegistry([barrier_tool(1)]))
     return Commands(engine)
 
 
@@ -46,7 +46,7 @@ async def test_view_says_where_each_value_comes_from(
     assert shown["Model"] == "openrouter/openai/gpt-4o-mini (default)"
     assert shown["Fallbacks"] == "openrouter/z-ai/glm-4.7 (workspace)"
     assert shown["System prompt"] == "p" * 117 + "... (default)"
-    assert shown["Tools"] == "off (default)"
+    assert shown["Tools"] == "read, list, glob, grep, webfetch, todo (default)"
     assert shown["Budget"] == "none (default)"
     assert doc.ephemeral
 

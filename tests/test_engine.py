@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ from bot.engine import (
 )
 from bot.openrouter import OpenRouterClient
 from bot.store import Store
-from bot.tools import ToolContext, ToolRegistry
+from bot.tools import FunctionTool, ToolContext, ToolRegistry
 from tests.fakes.openrouter import FakeOpenRouter, Reply
 
 HERE = Conversation("slack", "T1", "C1", "1700000000.000100")
@@ -60,35 +60,28 @@ class Recorder:
         await asyncio.wait_for(until(), timeout=10)
 
 
-class Barrier:
+def barrier_tool(parties: int, contexts: list[ToolContext] | None = None) -> FunctionTool:
     """A test tool: every call waits until `parties` calls are running at once."""
+    barrier = asyncio.Barrier(parties)
 
-    name = "meet"
-    description = "Waits for the other calls of the round, then says who came."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {"who": {"type": "string"}},
-        "required": ["who"],
-    }
+    async def meet(ctx: ToolContext, who: str) -> str:
+        """Waits for the other calls of the round, then says who came.
 
-    def __init__(self, parties: int) -> None:
-        self.barrier = asyncio.Barrier(parties)
-        self.contexts: list[ToolContext] = []
-
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> str:
-        self.contexts.append(context)
+        Args:
+            who: the name to report.
+        """
+        if contexts is not None:
+            contexts.append(ctx)
         # Deadlocks (and fails on the timeout) unless the calls run concurrently.
-        await asyncio.wait_for(self.barrier.wait(), timeout=5)
-        return f"{arguments['who']} is here"
+        await asyncio.wait_for(barrier.wait(), timeout=5)
+        return f"{who} is here"
+
+    return FunctionTool(meet, activity=lambda a: f"Meeting {a['who']}")
 
 
-class Broken:
-    name = "broken"
-    description = "Always fails."
-    parameters: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
-
-    async def run(self, arguments: dict[str, Any], context: ToolContext) -> str:
-        raise RuntimeError("disk on fire")
+async def broken(ctx: ToolContext) -> str:
+    """Always fails."""
+    raise RuntimeError("disk on fire at /srv/secret/path")
 
 
 def engine_for(
@@ -249,8 +242,8 @@ async def test_tool_loop_runs_one_rounds_calls_concurrently(
     fake: FakeOpenRouter, client: OpenRouterClient, store: Store
 ) -> None:
     fake.script("openai/gpt-4o-mini", two_calls_then_answer)
-    meet = Barrier(parties=2)
-    engine = engine_for(client, store, ToolRegistry([meet]))
+    contexts: list[ToolContext] = []
+    engine = engine_for(client, store, ToolRegistry([barrier_tool(2, contexts)]))
     await store.update_settings(KEY, {"tools": ["meet"]}, by="admin")
     sink = Recorder()
     final = await engine.reply(HERE, [turn("carol", "who is here?")], sink, user_id="U-carol")
@@ -259,8 +252,10 @@ async def test_tool_loop_runs_one_rounds_calls_concurrently(
     assert sink.text == final.text
     started = sink.of(ToolStarted)
     assert [(s.name, s.summary) for s in started] == [("meet", "who=alice"), ("meet", "who=bob")]
+    assert [s.activity for s in started] == ["Meeting alice", "Meeting bob"]
     assert all(f.ok for f in sink.of(ToolFinished))
-    assert {c.thread for c in meet.contexts} == {HERE.thread}
+    assert {c.thread for c in contexts} == {HERE.thread}
+    assert contexts[0].workspace.root.parts[-4:] == ("workspaces", "slack", "C1", HERE.thread)
     second = fake.chat_requests()[1].body
     assert second["tools"][0]["function"]["name"] == "meet"
     assistant = second["messages"][-3]
@@ -286,15 +281,15 @@ async def test_tool_failures_go_back_to_the_model(
         )
 
     fake.script("openai/gpt-4o-mini", script)
-    engine = engine_for(client, store, ToolRegistry([Broken(), Barrier(1)]))
+    engine = engine_for(client, store, ToolRegistry([FunctionTool(broken), barrier_tool(1)]))
     await store.update_settings(KEY, {"tools": ["broken", "meet"]}, by="admin")
     sink = Recorder()
     final = await engine.reply(HERE, [turn("a", "go")], sink, user_id="U-a")
     assert final is not None
     assert final.text == (
-        "Error: broken failed (RuntimeError: disk on fire) | "
+        "Error: broken failed unexpectedly (RuntimeError) | "
         "Error: there is no tool named 'nope'; available: broken, meet | "
-        "Error: missing required argument(s): who"
+        "Error: invalid arguments (who: Field required)"
     )
     assert [f.ok for f in sink.of(ToolFinished)] == [False, False, False]
 
@@ -306,7 +301,7 @@ async def test_tool_rounds_are_bounded(
         "openai/gpt-4o-mini",
         Reply(text="", tool_calls=[{"name": "meet", "arguments": {"who": "x"}}]),
     )
-    engine = engine_for(client, store, ToolRegistry([Barrier(1)]), max_tool_rounds=3)
+    engine = engine_for(client, store, ToolRegistry([barrier_tool(1)]), max_tool_rounds=3)
     await store.update_settings(KEY, {"tools": ["meet"]}, by="admin")
     sink = Recorder()
     final = await engine.reply(HERE, [turn("a", "loop forever")], sink, user_id="U-a")
@@ -319,7 +314,7 @@ async def test_tool_rounds_are_bounded(
 async def test_tools_are_off_for_a_model_without_tool_use(
     fake: FakeOpenRouter, client: OpenRouterClient, store: Store
 ) -> None:
-    engine = engine_for(client, store, ToolRegistry([Barrier(1)]))
+    engine = engine_for(client, store, ToolRegistry([barrier_tool(1)]))
     await store.update_settings(
         KEY, {"tools": ["meet"], "model": "openrouter/mistralai/mistral-small"}, by="admin"
     )

@@ -23,8 +23,10 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     store = await Store.open(path)
     await store.close()
     store = await Store.open(path)
-    assert await store.migrations() == ["initial"]
-    await store.close()
+    try:
+        assert await store.migrations() == ["initial", "todos"]
+    finally:
+        await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
