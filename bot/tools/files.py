@@ -39,7 +39,7 @@ def _clip(line: str) -> str:
     return line if len(line) <= LINE_MAX_CHARS else line[:LINE_MAX_CHARS] + " [line cut]"
 
 
-@tool(lambda a: f"Reading {short(a['path'])}")
+@tool(lambda a: f"Reading {short(a['path'])}", max_output=READ_MAX_BYTES + 200)
 async def tool_read(
     ctx: ToolContext, path: str, offset: int = 1, limit: int = READ_MAX_LINES
 ) -> str:

@@ -83,10 +83,15 @@ class FunctionTool:
     """A tool made of `async def name(ctx: ToolContext, arg: type = default, ...) -> str`."""
 
     def __init__(
-        self, function: ToolFunction, *, activity: Callable[[dict[str, Any]], str] | None = None
+        self,
+        function: ToolFunction,
+        *,
+        activity: Callable[[dict[str, Any]], str] | None = None,
+        max_output: int = MAX_RESULT_CHARS,
     ) -> None:
         self._function = function
         self._activity = activity
+        self.max_output = max_output
         self.name = function.__name__.removeprefix("tool_")
         self.description, argument_docs = _docstring(function.__doc__)
         hints = get_type_hints(function)
@@ -122,11 +127,13 @@ class FunctionTool:
 
 def tool(
     activity: Callable[[dict[str, Any]], str] | None = None,
+    *,
+    max_output: int = MAX_RESULT_CHARS,
 ) -> Callable[[ToolFunction], FunctionTool]:
     """Decorator: `@tool(lambda a: f"Reading {a['path']}")` over an async function."""
 
     def wrap(function: ToolFunction) -> FunctionTool:
-        return FunctionTool(function, activity=activity)
+        return FunctionTool(function, activity=activity, max_output=max_output)
 
     return wrap
 
@@ -208,7 +215,7 @@ class ToolRegistry:
             log.warning("tool %s failed: %s", call.name, type(exc).__name__)
             # The exception's text may name host paths: the model gets its type only.
             return fail(f"{call.name} failed unexpectedly ({type(exc).__name__})")
-        if len(text) > MAX_RESULT_CHARS:
-            cut = len(text) - MAX_RESULT_CHARS
-            text = text[:MAX_RESULT_CHARS] + f"\n[truncated: {cut:,} more characters not shown]"
+        if len(text) > found.max_output:
+            cut = len(text) - found.max_output
+            text = text[: found.max_output] + f"\n[truncated: {cut:,} more characters not shown]"
         return ToolResult(call.id, call.name, True, text)
