@@ -177,8 +177,14 @@ async def tool_grep(
     def work() -> str:
         hits: list[str] = []
         total = 0
-        for relative in files():
-            data, _ = ctx.workspace.read_bytes(relative, GREP_MAX_FILE_BYTES)
+        chosen = files()
+        for relative in chosen:
+            try:
+                data, _ = ctx.workspace.read_bytes(relative, GREP_MAX_FILE_BYTES)
+            except ToolError:
+                if chosen == [path]:
+                    raise
+                continue  # a hard link, or a file that changed during the walk
             if b"\x00" in data[:8192]:
                 continue
             text = data.decode("utf-8", "replace")

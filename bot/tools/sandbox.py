@@ -168,7 +168,9 @@ def bash_tool(bwrap: str, timeout_s: float) -> FunctionTool:
         notes = [f"[output cut at {OUTPUT_MAX // 1024} KB]"] if cut else []
         return "\n".join([text.rstrip("\n"), *notes, f"[exit status {code}]"]).lstrip("\n")
 
-    return FunctionTool(bash, activity=lambda a: f"Running {short(a['command'])}")
+    return FunctionTool(
+        bash, activity=lambda a: f"Running {short(a['command'])}", max_output=OUTPUT_MAX + 200
+    )
 
 
 def todo_tool(store: Store) -> FunctionTool:

@@ -122,12 +122,14 @@ class Workspace:
         shown = "/".join(parts) or "."
         if exc.errno == errno.ENOENT:
             return ToolError(f"{shown!r} does not exist in the workspace")
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-            try:
-                mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
-            except OSError:
-                mode = 0
-            return ToolError(f"{shown!r} is {_kind(mode)}, which the file tools do not follow")
+        try:
+            mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+        except OSError:
+            mode = 0
+        if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            return ToolError(f"{shown!r} is {_kind(mode)}, which the file tools do not use")
+        if exc.errno == errno.ENOTDIR:
+            return ToolError(f"{shown!r} is a file where a folder was expected")
         return ToolError(f"{shown!r} cannot be opened ({errno.errorcode.get(exc.errno or 0, '?')})")
 
     @contextlib.contextmanager
