@@ -396,7 +396,7 @@ async def test_bash_sees_only_the_system_read_only(
 
 async def test_bash_cannot_reach_the_data_dir_or_env(jail: ToolRegistry, world: World) -> None:
     for target in (world.data / "routerbot.sqlite3", world.base / ".env", world.secret):
-        ok, text = await run(jail, world, f"cat {target}")
+        _, text = await run(jail, world, f"cat {target}")
         assert "No such file or directory" in text
 
 
@@ -405,7 +405,7 @@ async def test_bash_environment_is_empty(
 ) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-" + "7" * 64)
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-should-not-leak")
-    ok, text = await run(jail, world, "env; cat /proc/1/environ 2>&1")
+    _, text = await run(jail, world, "env; cat /proc/1/environ 2>&1")
     assert "sk-or-v1" not in text
     assert "xoxb" not in text
     names = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line}
