@@ -10,6 +10,7 @@ output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ OUTPUT_MAX = 64 * 1024
 MEMORY_BYTES = 1024 * 1024 * 1024
 PROCESSES = 64
 FILE_BYTES = 50 * 1024 * 1024
+JAIL_UID = JAIL_GID = 65534  # nobody, for a bot that runs as root
 SYSTEM_DIRS = ("/usr", "/etc", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 
 
@@ -42,13 +44,44 @@ def _system_binds() -> list[str]:
 
 
 def jail_command(bwrap: str, workspace: Path, command: str) -> list[str]:
+    """bwrap's arguments. A bot running as root gets no user namespace (its uid would
+    still be root's outside, which RLIMIT_NPROC ignores): the jail drops to `nobody`
+    with setpriv instead, with no capabilities left."""
+    as_root = os.getuid() == 0
+    isolation = (
+        [
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
+        if as_root
+        else ["--unshare-all", "--uid", "1000", "--gid", "1000"]
+    )
+    drop = (
+        [
+            "/usr/bin/setpriv",
+            f"--reuid={JAIL_UID}",
+            f"--regid={JAIL_GID}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
+        if as_root
+        else []
+    )
     return [
         bwrap,
-        "--unshare-all",  # network, PID, IPC, UTS, cgroup and user namespaces
+        *isolation,
         "--die-with-parent",
         "--new-session",
-        "--uid", "1000",
-        "--gid", "1000",
         "--clearenv",
         "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
         "--setenv", "HOME", "/workspace",
@@ -60,12 +93,12 @@ def jail_command(bwrap: str, workspace: Path, command: str) -> list[str]:
         "--bind", str(workspace), "/workspace",
         "--chdir", "/workspace",
         "--",
+        *drop,
         "/bin/sh", "-c", command,
     ]  # fmt: skip
 
 
-def _processes_of_this_user() -> int:
-    uid = os.getuid()
+def _processes_of(uid: int) -> int:
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -77,13 +110,22 @@ def _processes_of_this_user() -> int:
     return count
 
 
+def _hand_over(root: Path) -> None:
+    """Gives the workspace to the jail's unprivileged user (when the bot runs as root)."""
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(folder, name), JAIL_UID, JAIL_GID, follow_symlinks=False)
+    os.chown(root, JAIL_UID, JAIL_GID)
+
+
 def limited(command: list[str], cpu_s: int) -> list[str]:
     """The command under `prlimit` (util-linux), so no Python runs between fork and exec.
 
-    RLIMIT_NPROC counts every process of the user on the machine, so the jail gets the
-    ones there already plus its own allowance: a fork bomb stops at PROCESSES more."""
+    RLIMIT_NPROC counts every process of the jail's user on the machine, so the jail gets
+    the ones there already plus its own allowance: a fork bomb stops at PROCESSES more."""
     prlimit = shutil.which("prlimit") or "prlimit"
-    nproc = _processes_of_this_user() + PROCESSES
+    uid = JAIL_UID if os.getuid() == 0 else os.getuid()
+    nproc = _processes_of(uid) + PROCESSES
     return [
         prlimit,
         f"--cpu={cpu_s}",
@@ -103,7 +145,11 @@ async def jail_works() -> str | None:
         return "bubblewrap (bwrap) is not installed"
     if shutil.which("prlimit") is None:
         return "prlimit (util-linux) is not installed"
+    if os.getuid() == 0 and shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
     with tempfile.TemporaryDirectory() as scratch:
+        if os.getuid() == 0:
+            os.chown(scratch, JAIL_UID, JAIL_GID)
         probe = limited(jail_command(bwrap, Path(scratch), "true"), 5)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -139,6 +185,8 @@ def bash_tool(bwrap: str, timeout_s: float) -> FunctionTool:
             command: the command for /bin/sh, e.g. "wc -l *.log".
         """
         ctx.workspace.root.mkdir(parents=True, exist_ok=True)
+        if os.getuid() == 0:
+            await asyncio.to_thread(_hand_over, ctx.workspace.root)
         jailed = jail_command(bwrap, ctx.workspace.root, command)
         process = await asyncio.create_subprocess_exec(
             *limited(jailed, max(1, int(timeout_s))),
@@ -162,6 +210,10 @@ def bash_tool(bwrap: str, timeout_s: float) -> FunctionTool:
             if process.returncode is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
+            # Read the pipe to its end (the jail's processes are gone, so it comes), which
+            # lets asyncio close the subprocess transport.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.stdout.read(), timeout=5)
         if timed_out:
             raise ToolError(f"the command ran longer than {timeout_s:g} s and was stopped")
         text = output.decode("utf-8", "replace")
