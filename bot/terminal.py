@@ -59,7 +59,7 @@ class TextSink:
             self.out.write(event.text)
             self.out.flush()
         elif isinstance(event, ToolStarted):
-            print(f"\n[{event.name}({event.summary})]", file=self.err, flush=True)
+            print(f"[{event.activity}]", file=self.err, flush=True)
         elif isinstance(event, ToolFinished) and not event.ok:
             print(f"[{event.name} failed]", file=self.err, flush=True)
         elif isinstance(event, Notice):
@@ -102,6 +102,8 @@ class JsonSink:
                 "name": event.name,
                 "summary": event.summary,
             }
+            if isinstance(event, ToolStarted):
+                record["activity"] = event.activity
             if isinstance(event, ToolFinished):
                 record["ok"] = event.ok
             self._write(record)

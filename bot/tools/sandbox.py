@@ -188,8 +188,10 @@ def bash_tool(bwrap: str, timeout_s: float) -> FunctionTool:
         if os.getuid() == 0:
             await asyncio.to_thread(_hand_over, ctx.workspace.root)
         jailed = jail_command(bwrap, ctx.workspace.root, command)
+        # limited() reads /proc to count processes: off the event loop.
+        argv = await asyncio.to_thread(limited, jailed, max(1, int(timeout_s)))
         process = await asyncio.create_subprocess_exec(
-            *limited(jailed, max(1, int(timeout_s))),
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
