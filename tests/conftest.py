@@ -10,6 +10,7 @@ from bot.config import Settings, env_name
 from bot.openrouter import OpenRouterClient
 from bot.store import Store
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter
+from tests.fakes.web import FakeSite
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +54,12 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = await Store.open(tmp_path / "bot.sqlite3")
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[FakeSite]:
+    """A small web site on 127.0.0.1 (tests/fakes/web.py)."""
+    server = FakeSite()
+    await server.start()
+    yield server
+    await server.stop()

@@ -61,14 +61,6 @@ def world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[FakeSite]:
-    server = FakeSite()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def registry(store: Store) -> AsyncIterator[ToolRegistry]:
     fetcher = WebFetcher()  # nothing allowed: the defaults
     yield ToolRegistry([*FILE_TOOLS, web_tools(fetcher, None, "x/y")[0], todo_tool(store)])  # type: ignore[arg-type]

@@ -33,14 +33,6 @@ def ctx(workspace: Workspace) -> ToolContext:
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[FakeSite]:
-    server = FakeSite()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def registry(store: Store, client: OpenRouterClient) -> AsyncIterator[ToolRegistry]:
     fetcher = WebFetcher(allow_hosts=frozenset({"127.0.0.1"}))
     tools = [*FILE_TOOLS, *web_tools(fetcher, client, "openai/gpt-4o-mini"), todo_tool(store)]

@@ -36,14 +36,6 @@ def tool_then_echo(name: str, arguments: dict[str, Any]) -> Callable[[dict[str, 
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[FakeSite]:
-    server = FakeSite()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def engine(tmp_path: Path, client: OpenRouterClient, store: Store) -> AsyncIterator[Engine]:
     settings = load_settings(data_dir=tmp_path / "data", webfetch_allow_hosts="127.0.0.1")
     toolbox = await build_toolbox(settings, store, client)
