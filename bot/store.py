@@ -260,7 +260,7 @@ class Store:
             )
             for field, value in changes.items():
                 await db.execute(
-                    f"UPDATE channel_settings SET {field} = ?, updated_by = ?, "  # noqa: S608
+                    f"UPDATE channel_settings SET {field} = ?, updated_by = ?, "  # noqa: S608 - checked field
                     "updated_at = ? WHERE platform = ? AND workspace = ? AND channel = ?",
                     (_encode(field, value), by, now, key.platform, key.workspace, key.channel),
                 )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bot.openrouter import OpenRouterClient
 from bot.openrouter.types import ToolCall
 from bot.store import Store
 from bot.tools import ToolContext, ToolRegistry, Workspace
@@ -61,9 +62,9 @@ def world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-async def registry(store: Store) -> AsyncIterator[ToolRegistry]:
+async def registry(store: Store, client: OpenRouterClient) -> AsyncIterator[ToolRegistry]:
     fetcher = WebFetcher()  # nothing allowed: the defaults
-    yield ToolRegistry([*FILE_TOOLS, web_tools(fetcher, None, "x/y")[0], todo_tool(store)])  # type: ignore[arg-type]
+    yield ToolRegistry([*FILE_TOOLS, web_tools(fetcher, client, "x/y")[0], todo_tool(store)])
     await fetcher.aclose()
 
 
@@ -246,11 +247,16 @@ async def test_webfetch_refuses_local_addresses(
 
 
 async def fetch_with(fetcher: WebFetcher, world: World, url: str) -> tuple[bool, str]:
-    registry = ToolRegistry([web_tools(fetcher, None, "x/y")[0]])  # type: ignore[arg-type]
+    # webfetch never calls OpenRouter; the client only completes websearch's signature.
+    client = OpenRouterClient.create(
+        api_key="sk-or-v1-unused-unused", base_url="http://127.0.0.1:9"
+    )
+    registry = ToolRegistry([web_tools(fetcher, client, "x/y")[0]])
     result = await registry.call(
         ToolCall("c", "webfetch", json.dumps({"url": url})), world.ctx, registry.names()
     )
     await fetcher.aclose()
+    await client.aclose()
     return result.ok, result.text
 
 
