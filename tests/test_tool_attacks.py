@@ -452,3 +452,15 @@ async def test_bash_fork_bomb_is_contained(jail: ToolRegistry, world: World) -> 
             break
         await asyncio.sleep(0.05)
     assert sleepers() == 0
+
+
+async def test_bash_never_hands_over_a_hard_linked_file(jail: ToolRegistry, world: World) -> None:
+    if os.getuid() != 0:
+        # Only a root bot hands the workspace over; unprivileged, the jail cannot link
+        # to anything outside (it sees no outside file on the workspace's mount).
+        pytest.skip("the hand-over to nobody happens only when the bot runs as root")
+    os.link(world.secret, world.root / "hardlink.txt")
+    _, text = await run(jail, world, "echo changed > hardlink.txt")
+    assert "Permission denied" in text
+    assert world.secret.read_text() == SECRET
+    assert world.secret.stat().st_uid == 0

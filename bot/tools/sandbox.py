@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -114,7 +115,11 @@ def _hand_over(root: Path) -> None:
     """Gives the workspace to the jail's unprivileged user (when the bot runs as root)."""
     for folder, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
-            os.chown(os.path.join(folder, name), JAIL_UID, JAIL_GID, follow_symlinks=False)
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                continue  # a hard link may be a file outside: never hand that over
+            os.chown(path, JAIL_UID, JAIL_GID, follow_symlinks=False)
     os.chown(root, JAIL_UID, JAIL_GID)
 
 
