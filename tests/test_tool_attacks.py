@@ -464,3 +464,10 @@ async def test_bash_never_hands_over_a_hard_linked_file(jail: ToolRegistry, worl
     assert "Permission denied" in text
     assert world.secret.read_text() == SECRET
     assert world.secret.stat().st_uid == 0
+
+
+async def test_bash_cannot_outgrow_the_workspace_quota(jail: ToolRegistry, world: World) -> None:
+    ok, text = await run(jail, world, "head -c 2000000 /dev/zero > big.bin; ls -l big.bin")
+    assert ok
+    assert "File size limit exceeded" in text or "[exit status 0]" not in text
+    assert (world.root / "big.bin").stat().st_size <= 1_000_000

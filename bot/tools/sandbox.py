@@ -123,7 +123,7 @@ def _hand_over(root: Path) -> None:
     os.chown(root, JAIL_UID, JAIL_GID)
 
 
-def limited(command: list[str], cpu_s: int) -> list[str]:
+def limited(command: list[str], cpu_s: int, file_bytes: int = FILE_BYTES) -> list[str]:
     """The command under `prlimit` (util-linux), so no Python runs between fork and exec.
 
     RLIMIT_NPROC counts every process of the jail's user on the machine, so the jail gets
@@ -136,7 +136,7 @@ def limited(command: list[str], cpu_s: int) -> list[str]:
         f"--cpu={cpu_s}",
         f"--as={MEMORY_BYTES}",
         f"--nproc={nproc}",
-        f"--fsize={FILE_BYTES}",
+        f"--fsize={max(1, file_bytes)}",
         "--core=0",
         "--",
         *command,
@@ -193,8 +193,12 @@ def bash_tool(bwrap: str, timeout_s: float) -> FunctionTool:
         if os.getuid() == 0:
             await asyncio.to_thread(_hand_over, ctx.workspace.root)
         jailed = jail_command(bwrap, ctx.workspace.root, command)
+        # No file may grow past what is left of the workspace quota. (Several files
+        # together still can: the note after the run says so.)
+        used = await asyncio.to_thread(ctx.workspace.usage)
+        room = min(FILE_BYTES, ctx.workspace.quota_bytes - used.bytes)
         # limited() reads /proc to count processes: off the event loop.
-        argv = await asyncio.to_thread(limited, jailed, max(1, int(timeout_s)))
+        argv = await asyncio.to_thread(limited, jailed, max(1, int(timeout_s)), room)
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -225,6 +229,12 @@ def bash_tool(bwrap: str, timeout_s: float) -> FunctionTool:
             raise ToolError(f"the command ran longer than {timeout_s:g} s and was stopped")
         text = output.decode("utf-8", "replace")
         notes = [f"[output cut at {OUTPUT_MAX // 1024} KB]"] if cut else []
+        after = await asyncio.to_thread(ctx.workspace.usage)
+        if after.bytes > ctx.workspace.quota_bytes:
+            notes.append(
+                f"[the workspace now holds {after.bytes:,} bytes, over its quota of "
+                f"{ctx.workspace.quota_bytes:,}: delete files before writing more]"
+            )
         return "\n".join([text.rstrip("\n"), *notes, f"[exit status {code}]"]).lstrip("\n")
 
     return FunctionTool(
