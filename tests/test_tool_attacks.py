@@ -11,12 +11,14 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from bot.openrouter import OpenRouterClient
 from bot.openrouter.types import ToolCall
@@ -311,6 +313,36 @@ async def test_dns_rebinding_cannot_change_the_address(world: World, site: FakeS
     assert ok, text
     assert answers == ["127.0.0.1"]  # looked up once, and the connection went there
     assert f"plain text for rebind.test:{port}" in text  # the Host header kept the name
+
+
+async def test_https_is_pinned_and_verified_by_name(world: World) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("site.test").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    secure = FakeSite()
+    port = int((await secure.start(ssl_context=server_context)).rsplit(":", 1)[1])
+
+    async def local(host: str, port_: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    def fetcher() -> WebFetcher:
+        return WebFetcher(
+            resolver=local, allow_hosts=frozenset({"127.0.0.1"}), verify=client_context
+        )
+
+    try:
+        ok, text = await fetch_with(fetcher(), world, f"https://site.test:{port}/text")
+        assert ok, text
+        assert f"plain text for site.test:{port}" in text
+        # Pinned to the same address, a name the certificate does not cover fails.
+        ok, text = await fetch_with(fetcher(), world, f"https://other.test:{port}/text")
+        assert not ok
+        assert "could not be fetched" in text
+    finally:
+        await secure.stop()
+    assert secure.paths == ["/text"]
 
 
 async def test_blocked_hosts(world: World, site: FakeSite) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -155,6 +156,7 @@ class WebFetcher:
         resolver: Resolver = system_resolver,
         max_bytes: int = MAX_BYTES,
         timeout_s: float = TIMEOUT_S,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
         self.block_hosts = frozenset(h.lower().lstrip(".") for h in block_hosts)
@@ -166,6 +168,7 @@ class WebFetcher:
         self._http = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,
+            verify=verify,
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             headers={"User-Agent": "routerbot-webfetch/0.1"},
         )

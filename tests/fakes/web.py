@@ -3,6 +3,8 @@ bodies. It records every request, so a test can show that nothing reached it."""
 
 from __future__ import annotations
 
+import ssl
+
 from aiohttp import web
 
 PAGE = """<!doctype html><html><head><title>Build status</title>
@@ -17,7 +19,7 @@ class FakeSite:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> str:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> str:
         app = web.Application()
         app.router.add_get("/page", self._page)
         app.router.add_get("/redirect", self._redirect)
@@ -27,9 +29,10 @@ class FakeSite:
         app.router.add_get("/text", self._text)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._runner.addresses[0][1]}"
         return self.url
 
     async def stop(self) -> None:
