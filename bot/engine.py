@@ -261,7 +261,8 @@ class Engine:
         """Answers the newest turn. A newer reply in the same thread supersedes this one.
 
         `models` overrides the channel's chain (canonical or API ids). Returns the final
-        reply, or None when it failed (the sink was told why) or was cancelled.
+        reply, or None when it failed (the sink was told why) or was cancelled. Run each
+        reply in a task of its own: superseding it cancels that task.
         """
         task = asyncio.current_task()
         assert task is not None
