@@ -149,9 +149,10 @@ def question_from(raw: str) -> str:
     return text
 
 
-def local_user() -> Turn:
+def local_user() -> tuple[str, str]:
+    """The id and name of the person at the terminal."""
     name = getpass.getuser()
-    return Turn(author_id=f"local:{name}", author_name=name, text="")
+    return f"local:{name}", name
 
 
 async def ask(engine: Engine, raw: str, *, model: str | None, as_json: bool) -> int:
@@ -166,10 +167,10 @@ async def ask(engine: Engine, raw: str, *, model: str | None, as_json: bool) -> 
         JsonSink(sys.stdout) if as_json else TextSink(sys.stdout, sys.stderr)
     )
     models = [(await resolve(model, engine.client.catalogue)).canonical] if model else None
-    me = local_user()
-    turn = Turn(me.author_id, me.author_name, question)
+    user_id, name = local_user()
+    turn = Turn(user_id, name, question)
     conversation = Conversation(PLATFORM, WORKSPACE, CHANNEL, f"ask-{uuid.uuid4().hex[:8]}")
-    await engine.reply(conversation, [turn], sink, user_id=me.author_id, models=models)
+    await engine.reply(conversation, [turn], sink, user_id=user_id, models=models)
     return 1 if sink.failed else 0
 
 
@@ -179,8 +180,8 @@ Discord (/model help lists them); /new starts a new conversation; /quit leaves (
 
 async def chat(engine: Engine, *, model: str | None) -> int:
     commands = Commands(engine)
-    me = local_user()
-    caller = Caller(me.author_id, me.author_name, is_admin=True)
+    user_id, name = local_user()
+    caller = Caller(user_id, name, is_admin=True)
     models = [(await resolve(model, engine.client.catalogue)).canonical] if model else None
     turns: list[Turn] = []
     conversation = Conversation(PLATFORM, WORKSPACE, CHANNEL, uuid.uuid4().hex[:8])
@@ -194,25 +195,23 @@ async def chat(engine: Engine, *, model: str | None) -> int:
             return 0
         if not line:
             continue
-        name, _, rest = line.partition(" ")
-        if name in ("/quit", "/exit"):
+        command, _, rest = line.partition(" ")
+        if command in ("/quit", "/exit"):
             return 0
-        if name == "/help":
+        if command == "/help":
             print(HELP)
-        elif name == "/new":
+        elif command == "/new":
             turns.clear()
             conversation = Conversation(PLATFORM, WORKSPACE, CHANNEL, uuid.uuid4().hex[:8])
             print("Started a new conversation.")
-        elif name in ("/model", "/credits"):
-            if name == "/model" and rest.split()[:1] in (["set"], ["auto"]):
+        elif command in ("/model", "/credits"):
+            if command == "/model" and rest.split()[:1] in (["set"], ["auto"]):
                 models = None  # a channel change replaces the --model of this session
-            print(document_text(await commands.run(name, rest, TERMINAL_KEY, caller)))
+            print(document_text(await commands.run(command, rest, TERMINAL_KEY, caller)))
         else:
-            turns.append(Turn(me.author_id, me.author_name, line))
+            turns.append(Turn(user_id, name, line))
             sink = TextSink(sys.stdout, sys.stdout)
-            final = await engine.reply(
-                conversation, turns, sink, user_id=me.author_id, models=models
-            )
+            final = await engine.reply(conversation, turns, sink, user_id=user_id, models=models)
             if final is None:
                 turns.pop()
             else:

@@ -184,3 +184,5 @@ async def test_chat_session(fake: FakeOpenRouter) -> None:
     assert contents[1] == "First answer."
     assert contents[0].endswith(": hello")
     assert contents[2].endswith(": and again")
+    # Both turns carry the same author: the local user's name, not a word of the input.
+    assert contents[0].split(":")[0] == contents[2].split(":")[0] != "and"
