@@ -220,10 +220,6 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @staticmethod
-    def csv(raw: str) -> list[str]:
-        return _csv(raw)
-
     @property
     def fallbacks(self) -> list[str]:
         return _csv(self.default_fallbacks)
@@ -235,6 +231,14 @@ class Settings(BaseSettings):
     @property
     def allowed_channels(self) -> frozenset[str]:
         return frozenset(_csv(self.channel_allowlist))
+
+    @property
+    def webfetch_allowed(self) -> frozenset[str]:
+        return frozenset(_csv(self.webfetch_allow_hosts))
+
+    @property
+    def webfetch_blocked(self) -> frozenset[str]:
+        return frozenset(_csv(self.webfetch_block_hosts))
 
     @property
     def database_path(self) -> Path:

@@ -45,9 +45,6 @@ class CachedValue(Generic[T]):
         """Seconds since the value was fetched; None before the first fetch."""
         return None if self._value_at is None else self._clock() - self._value_at
 
-    def invalidate(self) -> None:
-        self._fetched_at = None
-
     async def get(self) -> T:
         if self._value is not None and self.fresh:
             return self._value

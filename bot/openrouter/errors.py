@@ -89,6 +89,12 @@ class OpenRouterError(Exception):
         return f"`{display_model(self.model)}`" if self.model else "the model"
 
     @property
+    def _model_name_at_start(self) -> str:
+        """The same at the start of a sentence (str.capitalize would lowercase the id)."""
+        name = self._model_name
+        return name[:1].upper() + name[1:]
+
+    @property
     def user_message(self) -> str:
         detail = f" ({self.detail.rstrip('.')})" if self.detail else ""
         return f"OpenRouter refused the request{detail}. Check the command and try again."
@@ -146,7 +152,7 @@ class RateLimitedError(OpenRouterError):
             else "again in a minute"
         )
         return (
-            f"{self._model_name.capitalize()} is rate-limited right now. Try {when}, or add "
+            f"{self._model_name_at_start} is rate-limited right now. Try {when}, or add "
             "fallback models with /model."
         )
 
@@ -168,7 +174,7 @@ class NoToolSupportError(OpenRouterError):
     @property
     def user_message(self) -> str:
         return (
-            f"{self._model_name.capitalize()} cannot use tools. Pick a model that can with "
+            f"{self._model_name_at_start} cannot use tools. Pick a model that can with "
             "/model, or turn tools off for this channel."
         )
 

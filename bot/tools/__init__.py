@@ -39,8 +39,8 @@ async def build_toolbox(
 ) -> Toolbox:
     """Every tool this machine can offer; `bash` only where bubblewrap works."""
     fetcher = WebFetcher(
-        allow_hosts=frozenset(settings.csv(settings.webfetch_allow_hosts)),
-        block_hosts=frozenset(settings.csv(settings.webfetch_block_hosts)),
+        allow_hosts=settings.webfetch_allowed,
+        block_hosts=settings.webfetch_blocked,
         resolver=resolver,
     )
     tools = [*FILE_TOOLS, *web_tools(fetcher, client, settings.websearch_model), todo_tool(store)]
