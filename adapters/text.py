@@ -107,3 +107,65 @@ def split_message(text: str, limit: int) -> list[str]:
     if current and any(line.text.strip() for line in current):
         messages.append(_render(current).strip("\n"))
     return [m for m in messages if m.strip()]
+
+
+@dataclass(frozen=True)
+class _Span:
+    line: _Line
+    end: int  # where the piece ends in the text
+    newline: bool  # whether a line break follows it there
+
+
+def _spans(text: str, limit: int) -> list[_Span]:
+    spans: list[_Span] = []
+    position = 0
+    for line in _annotate(text):
+        pieces = _cut_long_line(line, limit)
+        for index, piece in enumerate(pieces):
+            position += len(piece.text)
+            newline = index == len(pieces) - 1 and position < len(text)
+            spans.append(_Span(piece, position, newline))
+        position += 1
+    return spans
+
+
+def _closing(fence: str | None) -> str:
+    return "" if fence is None else "\n" + _marker(fence)
+
+
+def _opening(fence: str | None) -> str:
+    return "" if fence is None else fence + "\n"
+
+
+def first_message(text: str, limit: int, keep: int = 0) -> tuple[str, str]:
+    """Cuts the first message off an answer that is still growing: (message, rest).
+
+    The message is a prefix of `text` (a fence it cuts is closed after it) and holds at
+    least `text[:keep]`, the part already shown, so a streamed message is only ever
+    appended to. The rest starts with the cut fence opened again. Breaks are chosen as
+    split_message chooses them."""
+    if len(text) <= limit:
+        return text, ""
+    spans = _spans(text, limit)
+    best: _Span | None = None
+    paragraph: _Span | None = None
+    for span in spans:
+        size = span.end + len(_closing(span.line.fence_after))
+        if size > limit:
+            break
+        if span.end >= keep:
+            best = span
+            if _is_paragraph_end(span.line) and size >= limit // 2:
+                paragraph = span
+    chosen = paragraph or best
+    if chosen is None:
+        # What was shown already reaches past every break that fits: cut where it ends.
+        keep = min(keep, len(text))
+        before = _annotate(text[:keep])
+        fence = before[-1].fence_after if before else None
+        return text[:keep] + _closing(fence), _opening(fence) + text[keep:]
+    fence = chosen.line.fence_after
+    rest = text[chosen.end + (1 if chosen.newline else 0) :]
+    if fence is None:
+        rest = rest.lstrip("\n")
+    return text[: chosen.end] + _closing(fence), _opening(fence) + rest

@@ -45,6 +45,12 @@ async def _chat(args: argparse.Namespace, engine: Engine) -> int:
     return await chat(engine, model=args.model)
 
 
+async def _serve(args: argparse.Namespace, engine: Engine) -> int:
+    from adapters.serve import serve  # slack-bolt is loaded for `serve` only
+
+    return await serve(engine, engine.settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="routerbot", description="A Slack and Discord chat bot built around OpenRouter."
@@ -69,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat_parser = sub.add_parser("chat", help="a conversation in the terminal")
     chat_parser.add_argument("--model", help="model id (default: ROUTERBOT_DEFAULT_MODEL)")
     chat_parser.set_defaults(run=_chat)
+
+    serve_parser = sub.add_parser(
+        "serve", help="run the bot for Slack (and /healthz on PORT), as the environment says"
+    )
+    serve_parser.set_defaults(run=_serve)
     return parser
 
 

@@ -191,6 +191,20 @@ class Settings(BaseSettings):
         description="Slack Web API root (GovSlack, proxies, tests).",
         **_alias("SLACK_API_BASE_URL"),
     )
+    slack_follow_threads: bool = Field(
+        True,
+        description=(
+            "Answer follow-ups in a Slack thread the bot has answered in without a new mention."
+        ),
+    )
+    show_cost: bool = Field(
+        False, description="End each answer's footer with what it cost, in USD."
+    )
+    max_attachment_mb: float = Field(
+        10.0,
+        gt=0,
+        description="Largest file the bot downloads from a thread into the workspace, in MB.",
+    )
     discord_bot_token: SecretStr | None = Field(
         None, description="Discord bot token.", **_alias("DISCORD_BOT_TOKEN")
     )

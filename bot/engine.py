@@ -66,6 +66,8 @@ class Attachment:
     mime_type: str
     data: bytes | None = None
     url: str | None = None
+    # The name under which an adapter already saved the file in the conversation's workspace.
+    saved_as: str | None = None
 
     @property
     def is_image(self) -> bool:
@@ -563,7 +565,8 @@ def build_history(
             messages.append({"role": "assistant", "content": turn.text})
             continue
         text = f"{turn.author_name}: {turn.text}"
-        files = [saved[a] for a in turn.attachments if saved and a in saved]
+        known = saved or {}
+        files = [name for a in turn.attachments if (name := known.get(a) or a.saved_as)]
         if files:
             text += "\n(attached, in the workspace: " + ", ".join(files) + ")"
         pictures = [a for a in turn.attachments if a.is_image and a.image_url()]

@@ -142,8 +142,28 @@ async def _m2_todos(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _m3_threads(db: aiosqlite.Connection) -> None:
+    await _run_script(
+        db,
+        """
+        CREATE TABLE bot_threads (
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            answered_at REAL NOT NULL,
+            PRIMARY KEY (platform, workspace, channel, thread)
+        )
+        """,
+    )
+
+
 # Append only: a released migration is never edited, a new one is added after it.
-MIGRATIONS: list[tuple[str, Migration]] = [("initial", _m1_initial), ("todos", _m2_todos)]
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("initial", _m1_initial),
+    ("todos", _m2_todos),
+    ("threads", _m3_threads),
+]
 
 
 @dataclass(frozen=True)
@@ -378,6 +398,25 @@ class Store:
                 "DELETE FROM processed_events WHERE seen_at < ?", (self._clock() - older_than_s,)
             )
             return cursor.rowcount
+
+    # -- threads the bot answers in ---------------------------------------------------
+
+    async def mark_thread(self, key: ChannelKey, thread: str) -> None:
+        """Remembers that the bot answered in a thread, so follow-ups there need no mention."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO bot_threads VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                "SET answered_at = excluded.answered_at",
+                (key.platform, key.workspace, key.channel, thread, self._clock()),
+            )
+
+    async def is_bot_thread(self, key: ChannelKey, thread: str) -> bool:
+        async with self._db.execute(
+            "SELECT 1 FROM bot_threads WHERE platform = ? AND workspace = ? AND channel = ? "
+            "AND thread = ?",
+            (key.platform, key.workspace, key.channel, thread),
+        ) as cursor:
+            return await cursor.fetchone() is not None
 
     # -- todo lists -----------------------------------------------------------------
 

@@ -24,11 +24,26 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     await store.close()
     store = await Store.open(path)
     try:
-        assert await store.migrations() == ["initial", "todos"]
+        assert await store.migrations() == ["initial", "todos", "threads"]
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_bot_threads_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    store = await Store.open(path)
+    await store.mark_thread(KEY, "1700.1")
+    await store.mark_thread(KEY, "1700.1")  # answering twice in a thread is one row
+    await store.close()
+    store = await Store.open(path)
+    try:
+        assert await store.is_bot_thread(KEY, "1700.1")
+        assert not await store.is_bot_thread(KEY, "1700.2")
+        assert not await store.is_bot_thread(ChannelKey("slack", "G1", "C1"), "1700.1")
+    finally:
+        await store.close()
 
 
 async def test_settings_resolve_channel_then_workspace_then_default(tmp_path: Path) -> None:

@@ -2,26 +2,42 @@
 
 Point the client at it with `AsyncWebClient(token, base_url=fake.api_url)`. It keeps the
 messages the bot writes (posted, updated, streamed), records every call with a monotonic
-timestamp, answers `users.info` and paged `conversations.replies`, and can enforce Slack's
-documented rate tiers, answering HTTP 429 `ratelimited` with `Retry-After` as Slack does.
-Event delivery to the bot (signed HTTP requests, Socket Mode) comes with the Slack adapter.
+timestamp, answers `users.info` and paged `conversations.replies`, serves files at
+`url_private` to the bot token, and can enforce Slack's documented rate tiers, answering
+HTTP 429 `ratelimited` with `Retry-After` as Slack does.
+
+It also plays Slack's side of event delivery: `say()` posts a person's message and
+delivers the events Slack would (`message`, plus `app_mention` when the bot is mentioned)
+either as signed HTTP requests to the bot's `/slack/events` (`events_url`) or as Socket
+Mode envelopes over the websocket that `apps.connections.open` hands out. `command()`
+sends a signed slash command. The bot's own posts and edits come back to it as events,
+as they do from Slack.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import itertools
 import json
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 
 BOT_TOKEN = "xoxb-fake-0000-token"
 TEAM_ID = "T0FAKE"
 BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
+APP_ID = "A0APP"
+APP_TOKEN = "xapp-1-fake-app-token"
+SIGNING_SECRET = "fake-signing-secret-0123456789"
 
 
 @dataclass
@@ -43,6 +59,18 @@ class Message:
     thread_ts: str | None = None
     streaming: bool = False
     edits: int = 0
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (title, status)
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def footer(self) -> list[str]:
+        """The texts of the message's context block."""
+        return [
+            element.get("text", "")
+            for block in self.blocks
+            if block.get("type") == "context"
+            for element in block.get("elements", [])
+        ]
 
 
 @dataclass
@@ -75,8 +103,20 @@ def documented_tiers() -> dict[str, Tier]:
 
 
 class FakeSlack:
-    def __init__(self, *, max_text: int = 40_000) -> None:
+    def __init__(self, *, max_text: int = 40_000, streaming: bool = True) -> None:
         self.max_text = max_text
+        self.streaming = streaming  # False: chat.startStream is refused, as in older workspaces
+        self.events_url: str | None = None  # where events go over HTTP (the bot's endpoint)
+        self.echo = True  # deliver the bot's own posts and edits back to it, as Slack does
+        self.deliveries: list[tuple[dict[str, Any], int]] = []  # (envelope, HTTP status)
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.downloads: list[str] = []
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._socket_ready = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._event_ids = itertools.count(1)
+        self._session: aiohttp.ClientSession | None = None
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], Message] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -104,11 +144,41 @@ class FakeSlack:
             "profile": {"display_name": name, "real_name": name},
         }
 
-    def add_message(self, channel: str, text: str, user: str, thread_ts: str | None = None) -> str:
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        user: str,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> str:
         """A message from a person, as if it had been posted earlier; returns its ts."""
         ts = self._ts()
-        self.messages[(channel, ts)] = Message(channel, ts, text, user=user, thread_ts=thread_ts)
+        self.messages[(channel, ts)] = Message(
+            channel, ts, text, user=user, thread_ts=thread_ts, files=list(files or [])
+        )
         return ts
+
+    def add_file(self, name: str, content: bytes, mimetype: str = "text/plain") -> dict[str, Any]:
+        """A file someone uploaded, as Slack describes it in a message's `files`."""
+        file_id = f"F{len(self.files) + 1:04d}"
+        url = f"{self.url}/files/{file_id}/{name}"
+        info = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "size": len(content),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+        self.files[file_id] = (info, content)
+        return info
+
+    def replies_to(self, channel: str, thread_ts: str) -> list[Message]:
+        """The bot's messages in a thread, oldest first."""
+        return [m for m in self.thread(channel, thread_ts) if m.bot_id == BOT_ID]
 
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
         return [
@@ -126,6 +196,8 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_get("/files/{id}/{name}", self._file)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -133,6 +205,14 @@ class FakeSlack:
         return self.url
 
     async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -143,6 +223,200 @@ class FakeSlack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # -- delivering events to the bot ------------------------------------------------
+
+    @staticmethod
+    def signature_headers(
+        body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+    ) -> dict[str, str]:
+        """Slack's request signature: v0=HMAC-SHA256(secret, "v0:{ts}:{body}")."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": "v0=" + digest.hexdigest()}
+
+    def envelope(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        return {
+            "token": "legacy-verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(self._event_ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True, "enterprise_id": None}
+            ],
+            "is_ext_shared_channel": False,
+        }
+
+    async def deliver(
+        self,
+        envelope: dict[str, Any],
+        *,
+        retry_num: int | None = None,
+        secret: str = SIGNING_SECRET,
+    ) -> int:
+        """Sends one event envelope the way the bot is connected; returns the HTTP status
+        (200 for a Socket Mode envelope the bot acknowledged)."""
+        if self.events_url is None:
+            await self._send_envelope("events_api", envelope)
+            self.deliveries.append((envelope, 200))
+            return 200
+        body = json.dumps(envelope)
+        headers = {
+            "Content-Type": "application/json",
+            **self.signature_headers(body, secret=secret),
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        async with self.http().post(self.events_url, data=body, headers=headers) as response:
+            await response.read()
+            self.deliveries.append((envelope, response.status))
+            return response.status
+
+    async def say(
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+        channel_type: str = "channel",
+    ) -> str:
+        """A person posts a message; the bot gets the events Slack would send. Returns ts."""
+        ts = self.add_message(channel, text, user, thread_ts=thread_ts, files=files)
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "team": TEAM_ID,
+            "channel_type": channel_type,
+            "event_ts": ts,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        if files:
+            event["files"] = files
+            event["subtype"] = "file_share"
+        if f"<@{BOT_USER_ID}>" in text and channel_type != "im":
+            mention = {k: v for k, v in event.items() if k not in ("channel_type", "subtype")}
+            await self.deliver(self.envelope({**mention, "type": "app_mention"}))
+        await self.deliver(self.envelope(event))
+        return ts
+
+    async def command(
+        self,
+        command: str,
+        text: str,
+        *,
+        user: str,
+        channel: str = "C1",
+        secret: str = SIGNING_SECRET,
+    ) -> tuple[int, str]:
+        """A signed slash command; returns the HTTP status and body (the bot's ack)."""
+        number = len(self.responses) + next(self._event_ids)
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": TEAM_ID,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "response_url": f"{self.url}/response/{number}",
+            "trigger_id": f"trigger.{number}",
+        }
+        body = urlencode(form)
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **self.signature_headers(body, secret=secret),
+        }
+        assert self.events_url is not None, "slash commands go to the bot's HTTP endpoint"
+        async with self.http().post(self.events_url, data=body, headers=headers) as response:
+            return response.status, await response.text()
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _echo(self, event: dict[str, Any]) -> None:
+        """The bot's own activity, delivered back to it in the background."""
+        if not self.echo or (self.events_url is None and not self._sockets):
+            return
+        task = asyncio.create_task(self.deliver(self.envelope(event)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settled(self) -> None:
+        """Waits until every echo of the bot's own activity has been delivered."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # -- Socket Mode ------------------------------------------------------------------
+
+    async def wait_for_socket(self) -> None:
+        await asyncio.wait_for(self._socket_ready.wait(), 10)
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID}}
+        )
+        self._socket_ready.set()
+        try:
+            async for message in socket:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                ack = json.loads(message.data)
+                future = self._acks.pop(str(ack.get("envelope_id")), None)
+                if future is not None and not future.done():
+                    future.set_result(ack)
+        finally:
+            self._sockets.remove(socket)
+            if not self._sockets:
+                self._socket_ready.clear()
+        return socket
+
+    async def _send_envelope(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Sends a Socket Mode envelope and waits for the bot's acknowledgement."""
+        await self.wait_for_socket()
+        envelope_id = str(uuid.uuid4())
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = future
+        await self._sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return await asyncio.wait_for(future, timeout=5)
+
+    # -- files --------------------------------------------------------------------------
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+            return web.Response(status=403, text="login required")
+        found = self.files.get(request.match_info["id"])
+        if found is None:
+            return web.Response(status=404)
+        info, content = found
+        self.downloads.append(info["id"])
+        return web.Response(body=content, content_type=info["mimetype"])
 
     # -- protocol -------------------------------------------------------------------
 
@@ -175,7 +449,7 @@ class FakeSlack:
         self.calls.append(call)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         token = token or str(params.get("token", ""))
-        if token != BOT_TOKEN:
+        if token != (APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN):
             return self._fail(call, "invalid_auth")
         tier = self.tiers.get(method)
         if tier is not None:
@@ -226,8 +500,10 @@ class FakeSlack:
         channel = str(params["channel"])
         ts = self._ts()
         thread = params.get("thread_ts")
-        message = Message(channel, ts, text, bot_id=BOT_ID, thread_ts=thread)
+        blocks = list(params.get("blocks") or [])
+        message = Message(channel, ts, text, bot_id=BOT_ID, thread_ts=thread, blocks=blocks)
         self.messages[(channel, ts)] = message
+        self._echo(self._bot_event(message))
         return {"channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
 
     def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any] | str:
@@ -238,13 +514,30 @@ class FakeSlack:
         if len(text) > self.max_text:
             return "msg_too_long"
         message.text = text
+        message.blocks = list(params.get("blocks") or message.blocks)
         message.edits += 1
+        self._echo(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": message.channel,
+                "hidden": True,
+                "message": self._bot_event(message),
+                "ts": self._ts(),
+            }
+        )
         return {"channel": message.channel, "ts": message.ts, "text": text}
 
     def _m_chat_startStream(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        if not self.streaming:
+            return "feature_not_enabled"
         channel = str(params["channel"])
         if not params.get("thread_ts"):
             return "invalid_arguments"
+        if not channel.startswith("D") and not (
+            params.get("recipient_user_id") and params.get("recipient_team_id")
+        ):
+            return "invalid_arguments"  # streams in channels name their recipient
         ts = self._ts()
         self.messages[(channel, ts)] = Message(
             channel, ts, self._text_of(params), bot_id=BOT_ID,
@@ -268,6 +561,7 @@ class FakeSlack:
         if len(addition) > 12_000:
             return "msg_too_long"
         message.text += addition
+        self._tasks_of(message, params)
         message.edits += 1
         return {"channel": message.channel, "ts": message.ts}
 
@@ -276,8 +570,36 @@ class FakeSlack:
         if isinstance(message, str):
             return message
         message.text += self._text_of(params)
+        self._tasks_of(message, params)
+        message.blocks = list(params.get("blocks") or [])
         message.streaming = False
+        self._echo(self._bot_event(message))
         return {"channel": message.channel, "ts": message.ts}
+
+    @staticmethod
+    def _tasks_of(message: Message, params: dict[str, Any]) -> None:
+        for chunk in params.get("chunks") or []:
+            if isinstance(chunk, dict) and chunk.get("type") == "task_update":
+                message.tasks[str(chunk["id"])] = (str(chunk["title"]), str(chunk["status"]))
+
+    @staticmethod
+    def _bot_event(message: Message) -> dict[str, Any]:
+        event = {
+            "type": "message",
+            "channel": message.channel,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "text": message.text,
+            "ts": message.ts,
+            "team": TEAM_ID,
+            "channel_type": "im" if message.channel.startswith("D") else "channel",
+        }
+        if message.thread_ts:
+            event["thread_ts"] = message.thread_ts
+        return event
+
+    def _m_apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url.replace("http://", "ws://") + "/socket"}
 
     def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self._ts()}
@@ -308,6 +630,7 @@ class FakeSlack:
                         ("user", m.user),
                         ("bot_id", m.bot_id),
                         ("thread_ts", m.thread_ts or m.ts),
+                        ("files", m.files or None),
                     )
                     if value is not None
                 }

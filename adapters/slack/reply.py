@@ -1,0 +1,424 @@
+"""One reply of the engine, rendered into a Slack thread while it streams.
+
+Two ways to write it, chosen per workspace:
+
+* `StreamWriter`: Slack's streaming methods (`chat.startStream`, `chat.appendStream`,
+  `chat.stopStream`). Text is only ever appended; tool activity shows as task cards.
+* `EditWriter`: `chat.postMessage`, then `chat.update` as the text grows. A placeholder
+  appears at once and tool activity lines sit under the text while tools run.
+
+Both lay a long answer out over several messages (`Layout`), breaking on paragraph and
+code-fence boundaries. Updates coalesce: whatever arrived while a call waited for its turn
+goes out in the next one, and the last call always carries the whole answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+from adapters.text import first_message
+from bot.engine import (
+    Cancelled,
+    Delta,
+    Failed,
+    Final,
+    Notice,
+    ReplyEvent,
+    Started,
+    ToolFinished,
+    ToolStarted,
+)
+from bot.formatting import usd
+from bot.openrouter import display_model
+
+from .api import SlackApi, error_code, is_rate_limited
+
+log = logging.getLogger(__name__)
+
+# Characters per message. Slack documents 40,000 for `text` but has answered
+# `msg_too_long` near 4,000, so answers are laid out well below that.
+MESSAGE_LIMIT = 3_500
+SMALLEST_LIMIT = 500
+THINKING = "_Thinking…_"
+FINAL_ATTEMPTS = 4
+DELIVERY_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
+
+
+def defang(text: str) -> str:
+    """Keeps model output from pinging @here, @channel, @everyone or user groups.
+
+    A zero-width space after `<` breaks Slack's `<!here>` syntax. Inserting after the `<`
+    keeps the result of a prefix a prefix of the result of the whole, which streaming needs.
+    """
+    return text.replace("<!", "<\u200b!")
+
+
+def escape(text: str) -> str:
+    """Text for a `mrkdwn` field, shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def footer_line(final: Final, *, show_cost: bool) -> str:
+    parts = [display_model(final.model)]
+    if final.passed_over:
+        parts.append("passed over " + ", ".join(display_model(p.model) for p in final.passed_over))
+    if show_cost and final.cost is not None:
+        parts.append(usd(final.cost))
+    return " · ".join(parts)
+
+
+def context_block(lines: list[str]) -> list[dict[str, Any]]:
+    if not lines:
+        return []
+    elements = [{"type": "mrkdwn", "text": escape(line)} for line in lines[:10]]
+    return [{"type": "context", "elements": elements}]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a reply goes: a thread of a channel, for the user who asked."""
+
+    team: str
+    channel: str
+    thread_ts: str
+    user: str
+
+
+@dataclass
+class View:
+    """What a reply shows at one moment."""
+
+    text: str  # the answer so far, with any error line
+    tasks: dict[str, tuple[str, str]]  # tool call id -> (activity line, status)
+    final: bool
+    footer: list[str] = field(default_factory=list)  # context lines of the last message
+
+    @property
+    def running(self) -> list[str]:
+        return [title for title, status in self.tasks.values() if status == "in_progress"]
+
+
+class Layout:
+    """An answer growing at its end, as messages of at most `limit` characters: the full
+    ones (`frozen`, never changed again) and the one still growing (`open`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.frozen: list[str] = []
+        self.open = ""
+        self._fed = 0
+
+    @property
+    def pages(self) -> list[str]:
+        return [*self.frozen, self.open]
+
+    def feed(self, text: str, keep: int = 0) -> None:
+        """Takes in the answer so far; `keep` characters of the open page are already
+        shown and must stay on it."""
+        self.open += text[self._fed :]
+        self._fed = len(text)
+        while len(self.open) > self.limit:
+            head, self.open = first_message(self.open, self.limit, keep)
+            self.frozen.append(head)
+            keep = 0
+
+
+class Writer(Protocol):
+    started: bool
+
+    async def render(self, view: View) -> None: ...
+
+
+class EditWriter:
+    def __init__(self, api: SlackApi, target: Target, limit: int = MESSAGE_LIMIT) -> None:
+        self.api = api
+        self.target = target
+        self.layout = Layout(limit)
+        self.posted: list[str] = []  # ts of each message
+        self.shown: list[tuple[str, tuple[str, ...]]] = []
+        self.started = False
+
+    async def render(self, view: View) -> None:
+        try:
+            await self._render(view)
+        except SlackApiError as error:
+            if error_code(error) != "msg_too_long" or self.layout.limit <= SMALLEST_LIMIT:
+                raise
+            # Slack's real limit is lower than ours: lay the whole answer out again.
+            limit = max(SMALLEST_LIMIT, self.layout.limit // 2)
+            log.info("slack: msg_too_long; laying the answer out at %d characters", limit)
+            self.layout = Layout(limit)
+            await self.render(view)
+
+    async def _render(self, view: View) -> None:
+        self.layout.feed(view.text)
+        pages = self.layout.pages
+        for index, page in enumerate(pages):
+            body = page.rstrip()
+            footer: list[str] = []
+            if index == len(pages) - 1:
+                if view.final:
+                    footer = view.footer
+                else:
+                    lines = [f"_{title}…_" for title in view.running]
+                    body = "\n\n".join([body, *lines]) if body else "\n\n".join(lines)
+                    body = body or THINKING
+            await self._put(index, body or "…", footer)
+
+    async def _put(self, index: int, body: str, footer: list[str]) -> None:
+        shown = (body, tuple(footer))
+        if index < len(self.shown) and self.shown[index] == shown:
+            return
+        blocks = [{"type": "markdown", "text": body}, *context_block(footer)]
+        web, target = self.api.web, self.target
+        if index < len(self.posted):
+            ts = self.posted[index]
+            await self.api.call(
+                "chat.update",
+                target.team,
+                target.channel,
+                lambda: web.chat_update(channel=target.channel, ts=ts, text=body, blocks=blocks),
+            )
+            self.shown[index] = shown
+            return
+        answer = await self.api.call(
+            "chat.postMessage",
+            target.team,
+            target.channel,
+            lambda: web.chat_postMessage(
+                channel=target.channel,
+                thread_ts=target.thread_ts,
+                text=body,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
+        )
+        self.started = True
+        self.posted.append(str(answer["ts"]))
+        self.shown.append(shown)
+
+
+def _markdown(text: str) -> dict[str, str]:
+    return {"type": "markdown_text", "text": text}
+
+
+class StreamWriter:
+    def __init__(self, api: SlackApi, target: Target, limit: int = MESSAGE_LIMIT) -> None:
+        self.api = api
+        self.target = target
+        self.layout = Layout(limit)
+        self.ts: str | None = None
+        self.sent = 0  # characters of the open page already appended
+        self.finished_pages = 0
+        self.task_status: dict[str, str] = {}
+        self.started = False
+
+    async def _start(self) -> None:
+        web, target = self.api.web, self.target
+        answer = await self.api.call(
+            "chat.startStream",
+            target.team,
+            target.channel,
+            lambda: web.chat_startStream(
+                channel=target.channel,
+                thread_ts=target.thread_ts,
+                recipient_user_id=target.user,
+                recipient_team_id=target.team,
+            ),
+        )
+        self.started = True
+        self.ts = str(answer["ts"])
+        self.sent = 0
+
+    async def _append(self, chunks: list[dict[str, Any]]) -> None:
+        web, target, ts = self.api.web, self.target, self.ts
+        assert ts is not None
+        await self.api.call(
+            "chat.appendStream",
+            target.team,
+            target.channel,
+            lambda: web.chat_appendStream(channel=target.channel, ts=ts, chunks=chunks),
+        )
+
+    async def _stop(
+        self, chunks: list[dict[str, Any]], blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        web, target, ts = self.api.web, self.target, self.ts
+        assert ts is not None
+        await self.api.call(
+            "chat.stopStream",
+            target.team,
+            target.channel,
+            lambda: web.chat_stopStream(
+                channel=target.channel, ts=ts, chunks=chunks or None, blocks=blocks or None
+            ),
+        )
+        self.ts = None
+
+    async def render(self, view: View) -> None:
+        self.layout.feed(view.text, keep=self.sent)
+        while self.finished_pages < len(self.layout.frozen):
+            page = self.layout.frozen[self.finished_pages]
+            if self.ts is None:
+                await self._start()
+            rest = page[self.sent :]
+            await self._stop([_markdown(rest)] if rest else [])
+            self.finished_pages += 1
+            self.sent = 0
+        if self.ts is None:
+            await self._start()
+        page = self.layout.open
+        piece = page[self.sent :]
+        if not view.final and len(page) > self.layout.limit // 2:
+            # Near the end of a message only whole lines go out, so the break to the next
+            # message can fall between lines.
+            piece = piece[: piece.rfind("\n") + 1]
+        chunks = [_markdown(piece)] if piece else []
+        changed = {i: s for i, (_, s) in view.tasks.items() if self.task_status.get(i) != s}
+        chunks += [
+            {"type": "task_update", "id": call_id, "title": view.tasks[call_id][0], "status": s}
+            for call_id, s in changed.items()
+        ]
+        if view.final:
+            await self._stop(chunks, context_block(view.footer))
+        elif chunks:
+            await self._append(chunks)
+        self.sent += len(piece)
+        self.task_status.update(changed)
+
+
+class SlackReply:
+    """The engine's sink for one reply in Slack."""
+
+    def __init__(
+        self,
+        api: SlackApi,
+        target: Target,
+        *,
+        streaming: bool,
+        show_cost: bool,
+        limit: int = MESSAGE_LIMIT,
+        on_streaming_refused: Callable[[], None] | None = None,
+    ) -> None:
+        self.api = api
+        self.target = target
+        self.show_cost = show_cost
+        self.limit = limit
+        self.writer: Writer = (
+            StreamWriter(api, target, limit) if streaming else EditWriter(api, target, limit)
+        )
+        self.on_streaming_refused = on_streaming_refused
+        self.final: Final | None = None
+        self.failed: Failed | None = None
+        self._text = ""
+        self._tail = ""  # an error or cancellation line after the text
+        self._tasks: dict[str, tuple[str, str]] = {}
+        self._notices: list[str] = []
+        self._done = False
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    async def emit(self, event: ReplyEvent) -> None:
+        if isinstance(event, Delta):
+            self._text += event.text
+        elif isinstance(event, ToolStarted):
+            self._tasks[event.call_id] = (event.activity, "in_progress")
+        elif isinstance(event, ToolFinished):
+            title = self._tasks.get(event.call_id, (event.name, ""))[0]
+            self._tasks[event.call_id] = (title, "complete" if event.ok else "error")
+        elif isinstance(event, Notice):
+            self._notices.append(event.text)
+        elif isinstance(event, Final):
+            self.final = event
+            self._done = True
+        elif isinstance(event, Failed):
+            self.failed = event
+            self._tail = f"⚠️ {event.message}"
+            self._done = True
+        elif isinstance(event, Cancelled):
+            self._tail = f"_Stopped: {event.reason}._"
+            self._done = True
+        elif not isinstance(event, Started):  # pragma: no cover - every event is handled
+            raise TypeError(event)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        self._wake.set()
+        if self._done:
+            await self._flusher
+
+    def _view(self) -> View:
+        text = defang(self._text)
+        if self._tail:
+            text = f"{text}\n\n{self._tail}" if text.strip() else self._tail
+        footer: list[str] = []
+        notices = list(self._notices)
+        if self._done and not text.strip():
+            text = "\n\n".join(f"_{n}_" for n in notices) or "_No answer._"
+            notices = []
+        if self.final is not None:
+            footer = [footer_line(self.final, show_cost=self.show_cost), *notices]
+        elif self._done:
+            footer = notices
+        return View(text, dict(self._tasks), self._done, footer)
+
+    async def _flush(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            view = self._view()
+            if view.final:
+                await self._deliver_final(view)
+                return
+            try:
+                await self._render(view)
+            except DELIVERY_ERRORS as error:
+                # The next update carries this one's text too.
+                log.warning("slack: an update of a reply failed (%s)", _describe(error))
+
+    async def _deliver_final(self, view: View) -> None:
+        for attempt in range(1, FINAL_ATTEMPTS + 1):
+            try:
+                await self._render(view)
+                return
+            except DELIVERY_ERRORS as error:
+                log.warning(
+                    "slack: delivering a reply failed, attempt %d (%s)", attempt, _describe(error)
+                )
+                await asyncio.sleep(attempt)
+        log.error("slack: gave up delivering a reply in %s", self.target.channel)
+
+    async def _render(self, view: View) -> None:
+        writer = self.writer
+        try:
+            await writer.render(view)
+        except SlackApiError as error:
+            if not isinstance(writer, StreamWriter) or is_rate_limited(error):
+                raise
+            if not writer.started:
+                # This workspace does not take streamed messages: post and edit instead.
+                log.info("slack: streaming refused (%s); editing messages", error_code(error))
+                if self.on_streaming_refused is not None:
+                    self.on_streaming_refused()
+            else:
+                # A stream broke half-way: the answer goes out whole in new messages.
+                log.warning("slack: a stream broke (%s); posting the answer", error_code(error))
+            self.writer = EditWriter(self.api, self.target, self.limit)
+            await self.writer.render(view)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, SlackApiError):
+        return error_code(error) or f"HTTP {error.response.status_code}"
+    return error.__class__.__name__
