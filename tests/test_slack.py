@@ -594,3 +594,86 @@ async def test_secrets_stay_out_of_reprs(harness: Factory) -> None:
     shown = repr(h.bot) + repr(h.settings)
     assert BOT_TOKEN not in shown
     assert SIGNING_SECRET not in shown
+
+
+# -- what a reply shows while it runs -----------------------------------------------------
+
+
+async def test_tool_activity_shows_under_the_text_while_tools_run(
+    harness: Factory, fake: FakeOpenRouter
+) -> None:
+    async with other_slack(streaming=False) as edit_slack:
+        h = await harness(on=edit_slack)
+        notes = edit_slack.add_file("notes.txt", b"remember the milk\n")
+
+        def script(body: dict[str, Any]) -> Reply:
+            if any(m["role"] == "tool" for m in body["messages"]):
+                return Reply(text="Milk.", ttft_s=0.3)  # time to show the activity line
+            return Reply(text="", tool_calls=[{"name": "read", "arguments": {"path": "notes.txt"}}])
+
+        fake.script(MODEL, script)
+        ts = await edit_slack.say("U1", "C1", f"{MENTION} what did I note?", files=[notes])
+        (message,) = await h.reply_to("C1", ts)
+        shown = [str(c.params.get("text")) for c in edit_slack.calls if c.method == "chat.update"]
+        assert "_Reading notes.txt: done_" in shown, "the activity line showed while it ran"
+        assert message.text == "Milk.", "and is gone from the final answer"
+
+
+async def test_a_dm_shows_the_thinking_status_and_channels_stop_asking(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
+) -> None:
+    h = await harness()
+    fake.script(MODEL, Reply(text="Hi."))
+    ts = await slack.say("U1", "D1", "hello", channel_type="im")
+    await h.reply_to("D1", ts)
+    (status,) = [c for c in slack.calls if c.method == "assistant.threads.setStatus"]
+    assert status.params == {"channel_id": "D1", "thread_ts": ts, "status": "is thinking…"}
+    for question in ("one", "two"):
+        asked = await slack.say("U1", "C1", f"{MENTION} {question}")
+        await h.reply_to("C1", asked, count=1 if question == "one" else 2)
+    refused = [c for c in slack.calls if c.method == "assistant.threads.setStatus" and c.error]
+    assert len(refused) == 1, "a refused status is not asked for again in that workspace"
+
+
+async def test_the_footer_names_fallbacks_and_the_cost_when_asked(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
+) -> None:
+    h = await harness(show_cost=True, default_fallbacks="openrouter/anthropic/claude-haiku-4.5")
+    fake.script(MODEL, Reply(fail_status=503))
+    fake.script("anthropic/claude-haiku-4.5", Reply(text="Haiku answers."))
+    ts = await slack.say("U1", "C1", f"{MENTION} hi")
+    (message,) = await h.reply_to("C1", ts)
+    (footer,) = message.footer()
+    model, passed, cost = footer.split(" · ")
+    assert model == "openrouter/anthropic/claude-haiku-4.5"
+    assert passed == "passed over openrouter/openai/gpt-4o-mini"
+    assert re.fullmatch(r"\$0\.0\d+", cost)
+
+
+async def test_msg_too_long_is_answered_with_smaller_messages(
+    harness: Factory, fake: FakeOpenRouter
+) -> None:
+    async with other_slack(streaming=False) as tight:
+        tight.max_text = 2_000  # Slack's real limit turns out lower than the bot's
+        h = await harness(on=tight)
+        answer = "\n\n".join(f"Paragraph {i}. " + "lorem ipsum " * 25 for i in range(20))
+        fake.script(MODEL, Reply(text=answer))
+        ts = await tight.say("U1", "C1", f"{MENTION} long please")
+        messages = await h.reply_to("C1", ts)
+        assert any(c.error == "msg_too_long" for c in tight.calls)
+        assert all(len(m.text) <= 2_000 for m in messages)
+        assert words("\n".join(m.text for m in messages)) == words(answer)
+
+
+async def test_an_image_goes_to_a_model_that_takes_images(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
+) -> None:
+    h = await harness()
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    picture = slack.add_file("chart.png", png, "image/png")
+    fake.script(MODEL, Reply(text="A chart."))
+    ts = await slack.say("U1", "C1", f"{MENTION} what is this?", files=[picture])
+    await h.reply_to("C1", ts)
+    content = chat_bodies(fake)[0]["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "Alice: what is this?"}
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")

@@ -39,7 +39,7 @@ from bot.tools import ToolError
 from .api import SlackApi
 from .blocks import document_blocks, document_fallback
 from .pacing import SLACK_INTERVALS, Pacer
-from .reply import DELIVERY_ERRORS, SlackReply, Target
+from .reply import DELIVERY_ERRORS, Abilities, SlackReply, Target
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class SlackBot:
             OrderedDict()
         )
         self._users: dict[str, User] = {}
-        self._no_streaming: set[str] = set()
+        self._abilities: dict[str, Abilities] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
         # What became of each event: answered, ignored, duplicate (for logs and metrics).
@@ -240,9 +240,8 @@ class SlackBot:
         sink = SlackReply(
             self.api,
             target,
-            streaming=team not in self._no_streaming,
+            abilities=self._abilities.setdefault(team, Abilities()),
             show_cost=self.settings.show_cost,
-            on_streaming_refused=lambda: self._no_streaming.add(team),
         )
         try:
             turns = await self._turns(conversation, event, Identity.of(context))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,6 +80,14 @@ def context_block(lines: list[str]) -> list[dict[str, Any]]:
     return [{"type": "context", "elements": elements}]
 
 
+@dataclass
+class Abilities:
+    """What a workspace has accepted so far; a refusal is remembered for its next replies."""
+
+    streaming: bool = True  # chat.startStream and friends
+    status: bool = True  # assistant.threads.setStatus
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a reply goes: a thread of a channel, for the user who asked."""
@@ -100,9 +107,10 @@ class View:
     final: bool
     footer: list[str] = field(default_factory=list)  # context lines of the last message
 
-    @property
-    def running(self) -> list[str]:
-        return [title for title, status in self.tasks.values() if status == "in_progress"]
+    def activity(self) -> list[str]:
+        """A line per tool call of this reply, while it runs: "_Reading a.txt…_"."""
+        marks = {"in_progress": "…", "complete": ": done", "error": ": failed"}
+        return [f"_{title}{marks.get(status, '')}_" for title, status in self.tasks.values()]
 
 
 class Layout:
@@ -167,8 +175,8 @@ class EditWriter:
                 if view.final:
                     footer = view.footer
                 else:
-                    lines = [f"_{title}…_" for title in view.running]
-                    body = "\n\n".join([body, *lines]) if body else "\n\n".join(lines)
+                    lines = "\n".join(view.activity())
+                    body = "\n\n".join(part for part in (body, lines) if part)
                     body = body or THINKING
             await self._put(index, body or "…", footer)
 
@@ -303,19 +311,20 @@ class SlackReply:
         api: SlackApi,
         target: Target,
         *,
-        streaming: bool,
+        abilities: Abilities,
         show_cost: bool,
         limit: int = MESSAGE_LIMIT,
-        on_streaming_refused: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         self.target = target
+        self.abilities = abilities
         self.show_cost = show_cost
         self.limit = limit
         self.writer: Writer = (
-            StreamWriter(api, target, limit) if streaming else EditWriter(api, target, limit)
+            StreamWriter(api, target, limit)
+            if abilities.streaming
+            else EditWriter(api, target, limit)
         )
-        self.on_streaming_refused = on_streaming_refused
         self.final: Final | None = None
         self.failed: Failed | None = None
         self._text = ""
@@ -373,7 +382,29 @@ class SlackReply:
             footer = notices
         return View(text, dict(self._tasks), self._done, footer)
 
+    async def _thinking(self) -> None:
+        """Slack's "is thinking…" status under the thread while a stream has no text yet
+        (it clears itself when the answer posts). The edit route shows a placeholder."""
+        if not isinstance(self.writer, StreamWriter) or not self.abilities.status:
+            return
+        web, target = self.api.web, self.target
+        try:
+            await self.api.call(
+                "assistant.threads.setStatus",
+                target.team,
+                target.channel,
+                lambda: web.assistant_threads_setStatus(
+                    channel_id=target.channel, thread_ts=target.thread_ts, status="is thinking…"
+                ),
+            )
+        except SlackApiError as error:
+            log.info("slack: no thinking status here (%s)", error_code(error))
+            self.abilities.status = False
+        except DELIVERY_ERRORS as error:
+            log.info("slack: thinking status failed (%s)", _describe(error))
+
     async def _flush(self) -> None:
+        await self._thinking()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -409,8 +440,7 @@ class SlackReply:
             if not writer.started:
                 # This workspace does not take streamed messages: post and edit instead.
                 log.info("slack: streaming refused (%s); editing messages", error_code(error))
-                if self.on_streaming_refused is not None:
-                    self.on_streaming_refused()
+                self.abilities.streaming = False
             else:
                 # A stream broke half-way: the answer goes out whole in new messages.
                 log.warning("slack: a stream broke (%s); posting the answer", error_code(error))

@@ -604,7 +604,10 @@ class FakeSlack:
     def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self._ts()}
 
-    def _m_assistant_threads_setStatus(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _m_assistant_threads_setStatus(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        # Slack shows a status only in threads of its AI app surface; DMs stand for those.
+        if not str(params.get("channel_id", "")).startswith("D"):
+            return "invalid_thread"
         return {}
 
     def _m_users_info(self, params: dict[str, Any]) -> dict[str, Any] | str:
