@@ -44,6 +44,7 @@ from .reply import DELIVERY_ERRORS, Abilities, SlackReply, Target
 log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
+COMMANDS = ("/model", "/credits")  # as manifest.yml declares them
 THREAD_CACHE_SIZE = 256  # threads whose messages are kept in memory
 THREAD_FETCH_LIMIT = 1_000  # messages read from a long thread's start
 USER_TTL_S = 300.0
@@ -117,8 +118,8 @@ class SlackBot:
         )
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
-        self.app.command("/model")(self._on_command)
-        self.app.command("/credits")(self._on_command)
+        for command in COMMANDS:
+            self.app.command(command)(self._on_command)
         self.app.error(self._on_error)
         self._threads: OrderedDict[tuple[str, str, str], OrderedDict[str, ThreadMessage]] = (
             OrderedDict()

@@ -1,0 +1,99 @@
+"""`routerbot serve` as a real process: configuration errors, /healthz, a Slack mention
+answered through the HTTP endpoint, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+import aiohttp
+
+from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter, Reply
+from tests.fakes.slack import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, FakeSlack
+from tests.test_cli import ROUTERBOT, routerbot
+from tests.waiting import eventually
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_serve_without_a_platform_says_what_to_set() -> None:
+    run = await routerbot("serve")
+    assert run.code == 2
+    assert run.err.strip().startswith("routerbot: nothing to serve: set SLACK_BOT_TOKEN")
+
+
+async def test_serve_with_half_a_slack_setup_says_what_is_missing() -> None:
+    env = dict(os.environ, OPENROUTER_API_KEY=TEST_KEY, SLACK_BOT_TOKEN=BOT_TOKEN)
+    process = await asyncio.create_subprocess_exec(
+        ROUTERBOT, "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    message = err.decode().strip()
+    assert message == (
+        "routerbot: SLACK_BOT_TOKEN is set but Slack cannot reach the bot: set "
+        "SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (events over HTTP on PORT)"
+    )
+    assert BOT_TOKEN not in message
+
+
+async def test_serve_answers_slack_over_http_and_stops_on_sigterm(
+    fake: FakeOpenRouter, tmp_path: object
+) -> None:
+    port = free_port()
+    env = dict(
+        os.environ,
+        OPENROUTER_API_KEY=TEST_KEY,
+        OPENROUTER_BASE_URL=fake.url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        PORT=str(port),
+        ROUTERBOT_DATA_DIR=str(tmp_path),
+    )
+    async with FakeSlack() as slack:
+        slack.add_user("U1", "Alice")
+        env["SLACK_API_BASE_URL"] = slack.api_url
+        process = await asyncio.create_subprocess_exec(
+            ROUTERBOT, "serve", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+
+            async def healthy() -> bool:
+                try:
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.get(f"{base}/healthz") as response,
+                    ):
+                        return response.status == 200 and (await response.json())["ok"] is True
+                except aiohttp.ClientError:
+                    return False
+
+            for _ in range(400):  # at most 20 s for the process to start listening
+                if await healthy():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("routerbot serve never answered /healthz")
+            slack.events_url = f"{base}/slack/events"
+            fake.script("openai/gpt-4o-mini", Reply(text="Served."))
+            ts = await slack.say("U1", "C1", f"<@{BOT_USER_ID}> are you up?")
+            await eventually(
+                lambda: any(
+                    m.text == "Served." and not m.streaming for m in slack.replies_to("C1", ts)
+                ),
+                "the served reply",
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, err.decode()
+        assert "Traceback" not in err.decode()
+        assert BOT_TOKEN not in out.decode() + err.decode()
