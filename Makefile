@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# `make run` starts the bot; `make run ARGS="models claude"` runs any subcommand.
-ARGS ?= chat
+# `make run` starts the bot; `make run ARGS=chat` (or "models claude", ...) runs any subcommand.
+ARGS ?= serve
 run: $(STAMP)
 	$(BIN)/routerbot $(ARGS)
 
