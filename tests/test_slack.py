@@ -273,6 +273,24 @@ async def test_a_mention_inside_an_old_thread_reads_the_thread_once(
     assert slack.count("users.info") == 2, "each person's name is fetched once"
 
 
+async def test_a_long_thread_is_read_page_by_page(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
+) -> None:
+    h = await harness()
+    root = slack.add_message("C1", "incident channel", user="U1")
+    for i in range(250):
+        slack.add_message("C1", f"update {i}", user="U2", thread_ts=root)
+    fake.script(MODEL, Reply(text="Summary."))
+    await slack.say("U1", "C1", f"{MENTION} summarise", thread_ts=root)
+    await h.reply_to("C1", root)
+    pages = [c for c in slack.calls if c.method == "conversations.replies"]
+    assert len(pages) == 2
+    assert pages[1].params["cursor"] == pages[0].params["limit"]
+    contents = [m["content"] for m in chat_bodies(fake)[0]["messages"]]
+    assert contents[1] == "Alice: incident channel"
+    assert contents[-2:] == ["Bob: update 249", "Alice: summarise"]
+
+
 async def test_a_direct_message_is_answered(
     harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
 ) -> None:
