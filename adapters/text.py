@@ -169,3 +169,28 @@ def first_message(text: str, limit: int, keep: int = 0) -> tuple[str, str]:
     if fence is None:
         rest = rest.lstrip("\n")
     return text[: chosen.end] + _closing(fence), _opening(fence) + rest
+
+
+class Layout:
+    """An answer growing at its end, as messages of at most `limit` characters: the full
+    ones (`frozen`, never changed again) and the one still growing (`open`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.frozen: list[str] = []
+        self.open = ""
+        self._fed = 0
+
+    @property
+    def pages(self) -> list[str]:
+        return [*self.frozen, self.open]
+
+    def feed(self, text: str, keep: int = 0) -> None:
+        """Takes in the answer so far; `keep` characters of the open page are already
+        shown and must stay on it."""
+        self.open += text[self._fed :]
+        self._fed = len(text)
+        while len(self.open) > self.limit:
+            head, self.open = first_message(self.open, self.limit, keep)
+            self.frozen.append(head)
+            keep = 0

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from adapters.pacing import Pacer
 from adapters.serve import Server
 from adapters.slack import SlackBot
-from adapters.slack.pacing import Pacer
 from bot.config import Settings, load_settings
 from bot.engine import Engine
 from bot.openrouter import OpenRouterClient

@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from .pacing import Pacer
+from adapters.pacing import Pacer
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.pacing import SLACK_INTERVALS, Pacer
 from bot.commands import Caller, Commands
 from bot.config import ConfigError, Settings
 from bot.engine import Attachment, Conversation, Engine, Turn
@@ -38,7 +39,6 @@ from bot.tools import ToolError
 
 from .api import SlackApi
 from .blocks import document_blocks, document_fallback
-from .pacing import SLACK_INTERVALS, Pacer
 from .reply import DELIVERY_ERRORS, Abilities, SlackReply, Target
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from adapters.text import first_message
+from adapters.text import Layout
 from bot.engine import (
     Cancelled,
     Delta,
@@ -111,31 +111,6 @@ class View:
         """A line per tool call of this reply, while it runs: "_Reading a.txt…_"."""
         marks = {"in_progress": "…", "complete": ": done", "error": ": failed"}
         return [f"_{title}{marks.get(status, '')}_" for title, status in self.tasks.values()]
-
-
-class Layout:
-    """An answer growing at its end, as messages of at most `limit` characters: the full
-    ones (`frozen`, never changed again) and the one still growing (`open`)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.frozen: list[str] = []
-        self.open = ""
-        self._fed = 0
-
-    @property
-    def pages(self) -> list[str]:
-        return [*self.frozen, self.open]
-
-    def feed(self, text: str, keep: int = 0) -> None:
-        """Takes in the answer so far; `keep` characters of the open page are already
-        shown and must stay on it."""
-        self.open += text[self._fed :]
-        self._fed = len(text)
-        while len(self.open) > self.limit:
-            head, self.open = first_message(self.open, self.limit, keep)
-            self.frozen.append(head)
-            keep = 0
 
 
 class Writer(Protocol):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.slack.pacing import Pacer
+from adapters.pacing import Pacer
 
 
 class Clock:

@@ -1,8 +1,10 @@
-"""Pacing Slack Web API calls: one budget per workspace and method, shared by every reply.
+"""Pacing platform API calls: one budget per workspace and method (or per channel),
+shared by every reply.
 
 Slack limits `chat.update` per workspace (tier 3, about 50 a minute), not per message, so
-ten replies streaming at once must share one rhythm. Each call waits for its slot; a
-`ratelimited` answer holds the whole budget back for its `Retry-After`.
+ten replies streaming at once must share one rhythm; Discord's practice is about one edit
+a second per channel. Each call waits for its slot; a rate-limit answer holds the whole
+budget back for its `Retry-After`.
 """
 
 from __future__ import annotations
@@ -11,32 +13,36 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-# Seconds between two calls of a method in one workspace (one channel for postMessage).
+# Seconds between two calls of a method in one Slack workspace (one channel for postMessage).
 SLACK_INTERVALS: Mapping[str, float] = {
     "chat.update": 1.2,  # tier 3: 50 a minute
     "chat.appendStream": 0.6,  # tier 4: 100 a minute
     "chat.postMessage": 1.0,  # about one message a second per channel
 }
-PER_CHANNEL = frozenset({"chat.postMessage"})
+SLACK_PER_CHANNEL = frozenset({"chat.postMessage"})
 
 
 class Pacer:
+    """`intervals`: seconds between two calls of a method; methods in `per_channel` have a
+    budget per channel, the others one per workspace."""
+
     def __init__(
         self,
         intervals: Mapping[str, float] = SLACK_INTERVALS,
         *,
+        per_channel: frozenset[str] = SLACK_PER_CHANNEL,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.intervals = dict(intervals)
+        self.per_channel = per_channel
         self._clock = clock
         self._sleep = sleep
         self._next: dict[tuple[str, str], float] = {}
         self._held: dict[tuple[str, str], float] = {}
 
-    @staticmethod
-    def _key(team: str, method: str, channel: str) -> tuple[str, str]:
-        return (f"{team}/{channel}" if method in PER_CHANNEL else team, method)
+    def _key(self, team: str, method: str, channel: str) -> tuple[str, str]:
+        return (f"{team}/{channel}" if method in self.per_channel else team, method)
 
     async def wait(self, team: str, method: str, channel: str = "") -> None:
         """Waits for this call's turn, and takes it."""
