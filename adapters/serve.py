@@ -1,7 +1,8 @@
 """`routerbot serve`: the platforms the environment configures, on one engine.
 
 An HTTP listener on `PORT` always runs (`/healthz`, and `/slack/events` when
-`SLACK_SIGNING_SECRET` is set); Socket Mode connects when `SLACK_APP_TOKEN` is set.
+`SLACK_SIGNING_SECRET` is set); Slack's Socket Mode connects when `SLACK_APP_TOKEN` is
+set; Discord's gateway when `DISCORD_BOT_TOKEN` is set.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from bot.config import ConfigError, Settings
 from bot.engine import Engine
 
+from .discord import DiscordBot
 from .slack import SlackBot
 
 log = logging.getLogger(__name__)
@@ -69,12 +71,15 @@ class Server:
 
 
 async def serve(engine: Engine, settings: Settings, host: str = "0.0.0.0") -> int:  # noqa: S104 - a server listens on every interface
-    if not slack_configured(settings):
+    use_slack = slack_configured(settings)
+    use_discord = settings.discord_bot_token is not None
+    if not use_slack and not use_discord:
         raise ConfigError(
             "nothing to serve: set SLACK_BOT_TOKEN with SLACK_APP_TOKEN (Socket Mode) or "
-            "SLACK_SIGNING_SECRET (HTTP events); see the README's Slack section"
+            "SLACK_SIGNING_SECRET (HTTP events), or DISCORD_BOT_TOKEN; see the README"
         )
-    slack = SlackBot(engine, settings)
+    slack = SlackBot(engine, settings) if use_slack else None
+    discord = DiscordBot(engine, settings) if use_discord else None
     server = Server(slack)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -84,12 +89,18 @@ async def serve(engine: Engine, settings: Settings, host: str = "0.0.0.0") -> in
     try:
         await server.start(host, settings.port)
         log.info("listening on port %d", settings.port)
-        if settings.slack_app_token is not None:
+        if slack is not None and settings.slack_app_token is not None:
             await slack.start_socket_mode()
             log.info("slack: connected over Socket Mode")
+        if discord is not None:
+            await discord.start()
+            log.info("discord: connected")
         await stop.wait()
         log.info("shutting down")
     finally:
         await server.stop()
-        await slack.aclose()
+        if slack is not None:
+            await slack.aclose()
+        if discord is not None:
+            await discord.aclose()
     return 0

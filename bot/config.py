@@ -216,6 +216,13 @@ class Settings(BaseSettings):
         ),
         **_alias("DISCORD_API_BASE_URL"),
     )
+    discord_guild: str = Field(
+        "",
+        description=(
+            "Discord server id to register the app commands in, where changes show at once "
+            "(empty: globally, which can take up to an hour)."
+        ),
+    )
     data_dir: Path = Field(
         Path("./data"), description="Where the SQLite file and tool workspaces live."
     )

@@ -10,6 +10,9 @@ import socket
 
 import aiohttp
 
+from tests.fakes.discord import BOT_ID as DISCORD_BOT
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord
+from tests.fakes.discord import TOKEN as DISCORD_TOKEN
 from tests.fakes.openrouter import TEST_KEY, FakeOpenRouter, Reply
 from tests.fakes.slack import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, FakeSlack
 from tests.test_cli import ROUTERBOT, routerbot
@@ -26,6 +29,7 @@ async def test_serve_without_a_platform_says_what_to_set() -> None:
     run = await routerbot("serve")
     assert run.code == 2
     assert run.err.strip().startswith("routerbot: nothing to serve: set SLACK_BOT_TOKEN")
+    assert "DISCORD_BOT_TOKEN" in run.err
 
 
 async def test_serve_with_half_a_slack_setup_says_what_is_missing() -> None:
@@ -97,3 +101,44 @@ async def test_serve_answers_slack_over_http_and_stops_on_sigterm(
         assert process.returncode == 0, err.decode()
         assert "Traceback" not in err.decode()
         assert BOT_TOKEN not in out.decode() + err.decode()
+
+
+async def test_serve_answers_discord_and_stops_on_sigterm(
+    fake: FakeOpenRouter, tmp_path: object
+) -> None:
+    env = dict(
+        os.environ,
+        OPENROUTER_API_KEY=TEST_KEY,
+        OPENROUTER_BASE_URL=fake.url,
+        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
+        PORT=str(free_port()),
+        ROUTERBOT_DATA_DIR=str(tmp_path),
+    )
+    async with FakeDiscord() as discord_fake:
+        discord_fake.add_user("100", "Alice")
+        env["DISCORD_API_BASE_URL"] = discord_fake.api_url
+        process = await asyncio.create_subprocess_exec(
+            ROUTERBOT, "serve", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await discord_fake.connected()
+            fake.script("openai/gpt-4o-mini", Reply(text="Served on Discord."))
+            asked = await discord_fake.say(
+                "100", CHANNEL_ID, f"<@{DISCORD_BOT}> up?", mentions=[DISCORD_BOT]
+            )
+
+            def answered() -> bool:
+                return any(
+                    m["content"].startswith("Served on Discord.\n-# ")
+                    and m.get("message_reference", {}).get("message_id") == asked
+                    for m in discord_fake.replies_by_bot(CHANNEL_ID)
+                )
+
+            await eventually(answered, "the served reply")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode == 0, err.decode()
+        assert "Traceback" not in err.decode()
+        assert DISCORD_TOKEN not in out.decode() + err.decode()

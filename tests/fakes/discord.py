@@ -249,6 +249,7 @@ class FakeDiscord:
             "entitlements": [],
             "authorizing_integration_owners": {"0": GUILD_ID},
             "context": 0,
+            "attachment_size_limit": 10 * 1024 * 1024,
         }
         await self.dispatch("INTERACTION_CREATE", payload)
         return interaction
@@ -506,7 +507,12 @@ class FakeDiscord:
         if refused is not None:
             return refused
         reference = (body.get("message_reference") or {}).get("message_id")
-        data = self.message(BOT_ID, channel_id, str(body.get("content") or ""), reply_to=reference)
+        data = self.message(
+            BOT_ID,
+            channel_id,
+            str(body.get("content") or ""),
+            reply_to=str(reference) if reference is not None else None,
+        )
         data["embeds"] = body.get("embeds") or []
         data["allowed_mentions"] = body.get("allowed_mentions")
         await self.dispatch("MESSAGE_CREATE", data)  # Discord tells the bot of its own posts

@@ -1,0 +1,233 @@
+"""One reply of the engine, rendered into Discord while it streams.
+
+The typing indicator shows at once and is renewed until the first message is posted. The
+answer goes out as a reply to the asker's message, then edits, paced per channel (about
+one a second, slower after Discord made an edit wait), with a line per tool call under
+the text while tools run. A long answer is laid out over messages of at most 2,000
+characters on paragraph and code-fence boundaries; the last one ends with a small footer
+line. Nothing sent pings anyone: every message carries `AllowedMentions.none()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import discord
+
+from adapters.pacing import Pacer
+from adapters.text import Layout
+from bot.engine import (
+    Cancelled,
+    Delta,
+    Failed,
+    Final,
+    Notice,
+    ReplyEvent,
+    Started,
+    ToolFinished,
+    ToolStarted,
+)
+from bot.formatting import usd
+from bot.openrouter import display_model
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2_000
+# Room kept on every message for the activity lines or the footer under the text.
+TRAILER_ROOM = 200
+EDIT = "edit"
+DISCORD_INTERVALS = {EDIT: 1.0}
+FINAL_ATTEMPTS = 4
+SILENT = discord.AllowedMentions.none()
+
+
+def footer_line(final: Final, *, show_cost: bool) -> str:
+    parts = [display_model(final.model)]
+    if final.passed_over:
+        parts.append("passed over " + ", ".join(display_model(p.model) for p in final.passed_over))
+    if show_cost and final.cost is not None:
+        parts.append(usd(final.cost))
+    return " · ".join(parts)
+
+
+def discord_pacer() -> Pacer:
+    return Pacer(DISCORD_INTERVALS, per_channel=frozenset({EDIT}))
+
+
+def subtext(line: str) -> str:
+    """Discord's small grey line."""
+    return "-# " + line.replace("\n", " ")
+
+
+@dataclass
+class _State:
+    text: str = ""
+    tail: str = ""  # an error or cancellation line after the text
+    done: bool = False
+
+
+class DiscordReply:
+    """The engine's sink for one reply in Discord, answering `source`."""
+
+    def __init__(
+        self,
+        source: discord.Message,
+        pacer: Pacer,
+        *,
+        show_cost: bool,
+        page_limit: int = MESSAGE_LIMIT - TRAILER_ROOM,
+    ) -> None:
+        self.source = source
+        self.channel = source.channel
+        self.pacer = pacer
+        self.show_cost = show_cost
+        self.layout = Layout(page_limit)
+        self.final: Final | None = None
+        self.failed: Failed | None = None
+        self.posted: list[discord.Message] = []
+        self._shown: list[str] = []
+        self._state = _State()
+        self._tasks: dict[str, tuple[str, str]] = {}
+        self._notices: list[str] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._typing: asyncio.Task[None] | None = None
+
+    @property
+    def _guild(self) -> str:
+        guild = self.source.guild
+        return str(guild.id) if guild is not None else "dm"
+
+    async def emit(self, event: ReplyEvent) -> None:
+        state = self._state
+        if isinstance(event, Started):
+            self._typing = asyncio.create_task(self._keep_typing())
+        elif isinstance(event, Delta):
+            state.text += event.text
+        elif isinstance(event, ToolStarted):
+            self._tasks[event.call_id] = (event.activity, "running")
+        elif isinstance(event, ToolFinished):
+            title = self._tasks.get(event.call_id, (event.name, ""))[0]
+            self._tasks[event.call_id] = (title, "done" if event.ok else "failed")
+        elif isinstance(event, Notice):
+            self._notices.append(event.text)
+        elif isinstance(event, Final):
+            self.final = event
+            state.done = True
+        elif isinstance(event, Failed):
+            self.failed = event
+            state.tail = f"⚠️ {event.message}"
+            state.done = True
+        elif isinstance(event, Cancelled):
+            state.tail = f"*Stopped: {event.reason}.*"
+            state.done = True
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        self._wake.set()
+        if state.done:
+            await self._flusher
+
+    async def _keep_typing(self) -> None:
+        """Typing lasts 10 s; `typing()` renews it until the first message is posted."""
+        with contextlib.suppress(discord.HTTPException):
+            async with self.channel.typing():
+                await asyncio.Event().wait()  # until cancelled
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+
+    def _text(self) -> str:
+        state = self._state
+        text = state.text
+        if state.tail:
+            text = f"{text}\n\n{state.tail}" if text.strip() else state.tail
+        if state.done and not text.strip():
+            text = "\n".join(f"*{n}*" for n in self._notices) or "*No answer.*"
+        return text
+
+    def _trailer(self) -> list[str]:
+        if not self._state.done:
+            marks = {"running": "…", "done": ": done", "failed": ": failed"}
+            return [subtext(f"{title}{marks[status]}") for title, status in self._tasks.values()]
+        lines = []
+        if self.final is not None:
+            lines.append(subtext(footer_line(self.final, show_cost=self.show_cost)))
+        if self._state.text.strip() or self._state.tail:
+            lines += [subtext(n) for n in self._notices]
+        return lines
+
+    async def _flush(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                done = self._state.done
+                if done:
+                    await self._deliver_final()
+                    return
+                if not self._state.text and not self._tasks:
+                    continue  # the typing indicator says enough until there is something
+                try:
+                    await self._render(final=False)
+                except discord.HTTPException as error:
+                    log.warning("discord: an update of a reply failed (%s)", error.status)
+        finally:
+            self._stop_typing()
+
+    async def _deliver_final(self) -> None:
+        for attempt in range(1, FINAL_ATTEMPTS + 1):
+            try:
+                await self._render(final=True)
+                return
+            except discord.HTTPException as error:
+                log.warning(
+                    "discord: delivering a reply failed, attempt %d (%s)", attempt, error.status
+                )
+                await asyncio.sleep(attempt)
+        log.error("discord: gave up delivering a reply in %s", self.channel.id)
+
+    async def _render(self, *, final: bool) -> None:
+        self.layout.feed(self._text())
+        pages = self.layout.pages
+        trailer = self._trailer()
+        for index, page in enumerate(pages):
+            body = page.rstrip()
+            if index == len(pages) - 1:
+                room = MESSAGE_LIMIT - len(body) - 1
+                lines = []
+                for line in trailer:
+                    if len(line) + 1 > room:
+                        break
+                    lines.append(line)
+                    room -= len(line) + 1
+                body = "\n".join([body, *lines]) if body else "\n".join(lines)
+            await self._put(index, body or "…")
+
+    async def _put(self, index: int, content: str) -> None:
+        if index < len(self._shown) and self._shown[index] == content:
+            return
+        if index < len(self.posted):
+            await self.pacer.wait(self._guild, EDIT, str(self.channel.id))
+            started = time.monotonic()
+            await self.posted[index].edit(content=content, allowed_mentions=SILENT)
+            took = time.monotonic() - started
+            interval = self.pacer.intervals[EDIT]
+            if took > interval:
+                # discord.py waited out a 429 inside that call: give the channel more room.
+                self.pacer.hold(self._guild, EDIT, str(self.channel.id), took)
+            self._shown[index] = content
+            return
+        if index == 0:
+            message = await self.source.reply(
+                content, mention_author=False, allowed_mentions=SILENT
+            )
+        else:
+            message = await self.channel.send(content, allowed_mentions=SILENT)
+        self._stop_typing()
+        self.posted.append(message)
+        self._shown.append(content)
