@@ -238,6 +238,9 @@ class DiscordBot:
     async def _history(self, message: discord.Message) -> tuple[list[discord.Message], str]:
         """The messages to answer from, oldest first, and the conversation's thread id."""
         channel = message.channel
+        if not self.message_content:
+            # Without the intent other messages arrive empty: the mention is all there is.
+            return [message], str(message.id)
         if isinstance(channel, discord.Thread):
             earlier = [m async for m in channel.history(limit=THREAD_HISTORY, before=message)]
             return [*reversed(earlier), message], str(channel.id)
