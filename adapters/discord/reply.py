@@ -223,8 +223,10 @@ class DiscordReply:
             self._shown[index] = content
             return
         if index == 0:
-            message = await self.source.reply(
-                content, mention_author=False, allowed_mentions=SILENT
+            # A reply to the asker's message (posted even if that one was deleted meanwhile).
+            reference = self.source.to_reference(fail_if_not_exists=False)
+            message = await self.channel.send(
+                content, reference=reference, mention_author=False, allowed_mentions=SILENT
             )
         else:
             message = await self.channel.send(content, allowed_mentions=SILENT)
