@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 
+from . import logs
 from .commands import Commands, models_table
 from .config import ConfigError, Settings, load_settings
 from .engine import Engine
@@ -121,12 +121,11 @@ async def _run(command: Command, args: argparse.Namespace, settings: Settings, k
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = load_settings()
+        # `serve` logs at ROUTERBOT_LOG_LEVEL; the terminal commands stay quiet unless -v.
+        quiet = "INFO" if args.verbose else "WARNING"
+        logs.configure(settings, level=None if args.command == "serve" else quiet)
         key = settings.require_api_key()
     except ConfigError as exc:
         print(f"routerbot: {exc}", file=sys.stderr)

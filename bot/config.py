@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -223,6 +223,24 @@ class Settings(BaseSettings):
             "(empty: globally, which can take up to an hour)."
         ),
     )
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="`plain` lines for people, or `json`, one object per line."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe log level `routerbot serve` writes."
+    )
+    log_content: bool = Field(
+        False,
+        description="Put the question and the answer in each reply's log line (off: ids only).",
+    )
+    shutdown_grace_s: float = Field(
+        20.0,
+        ge=0,
+        description=(
+            "On SIGTERM, how long replies in flight may take to finish before they are "
+            "stopped (their threads are told)."
+        ),
+    )
     data_dir: Path = Field(
         Path("./data"), description="Where the SQLite file and tool workspaces live."
     )
@@ -233,6 +251,20 @@ class Settings(BaseSettings):
         description="HTTP listener (Slack events, `/healthz`).",
         **_alias("PORT"),
     )
+
+    @field_validator(
+        "openrouter_api_key",
+        "openrouter_management_key",
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "discord_bot_token",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`SLACK_BOT_TOKEN=` in a .env means not set, not an empty token."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("openrouter_base_url", "slack_api_base_url", "discord_api_base_url")
     @classmethod
@@ -323,6 +355,29 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def env_example() -> str:
+    """`.env.example`: every variable, commented out at its default, with its meaning."""
+    lines = [
+        "# routerbot's settings. Copy to .env and uncomment what you set; the README's",
+        "# Settings table says the same. Regenerate: python -m bot.config --env-example",
+        "",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None:
+            shown = ""
+        elif isinstance(default, bool):
+            shown = "true" if default else "false"
+        elif isinstance(default, Path):
+            shown = default.as_posix() if default.is_absolute() else f"./{default}"
+        else:
+            shown = str(default)
+        lines.append(f"# {field.description}")
+        lines.append(f"# {env_name(name)}={shown}" if shown else f"{env_name(name)}=")
+        lines.append("")
+    return "\n".join(lines)
+
+
 START, END = "<!-- settings:start -->\n", "<!-- settings:end -->"
 
 
@@ -334,10 +389,14 @@ def refresh_readme(path: Path) -> None:
     path.write_text(head + START + settings_table() + END + tail, encoding="utf-8")
 
 
-if __name__ == "__main__":  # `python -m bot.config README.md` refreshes the table
+if __name__ == "__main__":
+    # `python -m bot.config README.md` refreshes the table; `--env-example` writes
+    # .env.example; no argument prints the table.
     import sys
 
-    if len(sys.argv) > 1:
+    if sys.argv[1:] == ["--env-example"]:
+        Path(".env.example").write_text(env_example(), encoding="utf-8")
+    elif len(sys.argv) > 1:
         refresh_readme(Path(sys.argv[1]))
     else:
         print(settings_table(), end="")

@@ -19,6 +19,7 @@ from .channels import ChannelSettings, resolve_settings
 from .config import Settings
 from .formatting import usd
 from .limits import ChannelGates, LimitRefusal, RateLimiter, month_bounds
+from .metrics import Metrics
 from .openrouter import (
     ChatRequest,
     Completion,
@@ -40,6 +41,7 @@ from .tools.registry import summarize_arguments
 from .tools.workspace import safe_component
 
 log = logging.getLogger(__name__)
+reply_log = logging.getLogger("routerbot.reply")  # one line per reply
 
 IMAGE_TOKENS = 800  # a rough price of one image in the context window
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -152,6 +154,38 @@ class Sink(Protocol):
     async def emit(self, event: ReplyEvent) -> None: ...
 
 
+SUPERSEDED = "a newer message superseded this reply"
+
+
+@dataclass
+class _Watch:
+    """One reply as it goes, for the metrics and its log line; forwards every event."""
+
+    sink: Sink
+    started: float = field(default_factory=time.monotonic)
+    requested: float | None = None  # the first request to OpenRouter
+    first_token: float | None = None
+    ended: float | None = None
+    model_asked: str = ""
+    outcome: str = "lost"
+    kind: str = ""
+    final: Final | None = None
+
+    async def emit(self, event: ReplyEvent) -> None:
+        if isinstance(event, Started):
+            self.model_asked = event.model
+        elif isinstance(event, Delta) and self.first_token is None:
+            self.first_token = time.monotonic()
+        elif isinstance(event, Final):
+            self.outcome, self.final, self.ended = "ok", event, time.monotonic()
+        elif isinstance(event, Failed):
+            self.outcome = "refused" if event.kind == "limit" else "error"
+            self.kind = event.kind
+        elif isinstance(event, Cancelled):
+            self.outcome = "cancelled"
+        await self.sink.emit(event)
+
+
 # -- context fitting --------------------------------------------------------------------
 
 
@@ -234,22 +268,34 @@ class Engine:
         store: Store,
         settings: Settings,
         tools: ToolRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
         self.tools = tools or ToolRegistry()
+        self.metrics = metrics or Metrics()
         self.rate = RateLimiter(settings.user_rate_limit)
         self.gates = ChannelGates(settings.channel_concurrency)
         self._active: dict[Conversation, asyncio.Task[object]] = {}
+        self._cancel_reasons: dict[Conversation, str] = {}
 
-    def cancel(self, conversation: Conversation) -> bool:
-        """Cancels the reply running in a thread, if any (its sink gets Cancelled)."""
+    @property
+    def replying(self) -> int:
+        return sum(1 for task in self._active.values() if not task.done())
+
+    def cancel(self, conversation: Conversation, reason: str = SUPERSEDED) -> bool:
+        """Cancels the reply running in a thread, if any (its sink gets Cancelled(reason))."""
         task = self._active.get(conversation)
         if task is None or task.done():
             return False
+        self._cancel_reasons[conversation] = reason
         task.cancel()
         return True
+
+    def cancel_all(self, reason: str) -> int:
+        """Cancels every running reply (shutdown); returns how many there were."""
+        return sum(self.cancel(conversation, reason) for conversation in list(self._active))
 
     async def reply(
         self,
@@ -271,9 +317,12 @@ class Engine:
         if self.cancel(conversation):
             log.info("a newer message superseded the reply in %s", conversation)
         self._active[conversation] = task
+        watch = _Watch(sink)
+        sink = watch
         try:
-            return await self._reply(conversation, turns, sink, user_id, models)
+            return await self._reply(conversation, turns, sink, user_id, models, watch)
         except LimitRefusal as refusal:
+            self.metrics.refusals.labels(refusal.reason).inc()
             await sink.emit(Failed(str(refusal), "limit"))
         except OpenRouterError as error:
             await sink.emit(Failed(error.user_message, error.kind.value, error.partial_text))
@@ -289,7 +338,8 @@ class Engine:
                 )
             )
         except asyncio.CancelledError:
-            await asyncio.shield(sink.emit(Cancelled("a newer message superseded this reply")))
+            reason = self._cancel_reasons.pop(conversation, SUPERSEDED)
+            await asyncio.shield(sink.emit(Cancelled(reason)))
             raise
         except Exception:
             # The last line of defence: a bug of ours is logged, and the user still hears back.
@@ -304,20 +354,68 @@ class Engine:
         finally:
             if self._active.get(conversation) is task:
                 del self._active[conversation]
+            self._observe(conversation, turns, user_id, watch)
         return None
+
+    def _observe(
+        self, conversation: Conversation, turns: Sequence[Turn], user_id: str, watch: _Watch
+    ) -> None:
+        """The reply's metrics, and its one log line."""
+        m = self.metrics
+        m.replies.labels(conversation.platform, watch.outcome).inc()
+        if watch.outcome == "error":
+            m.errors.labels(watch.kind).inc()
+        if watch.requested is not None and watch.first_token is not None:
+            m.ttft.observe(watch.first_token - watch.requested)
+        final = watch.final
+        fields: dict[str, object] = {
+            "platform": conversation.platform,
+            "workspace": conversation.workspace,
+            "channel": conversation.channel,
+            "thread": conversation.thread,
+            "user": user_id,
+            "model_asked": watch.model_asked,
+            "outcome": watch.outcome,
+            "latency_s": round(time.monotonic() - watch.started, 3),
+        }
+        if watch.kind:
+            fields["error"] = watch.kind
+        if watch.requested is not None and watch.first_token is not None:
+            fields["ttft_s"] = round(watch.first_token - watch.requested, 3)
+        if final is not None:
+            served = display_model(final.model)
+            if watch.requested is not None and watch.ended is not None:
+                m.duration.observe(watch.ended - watch.requested)
+            m.tokens.labels(served, "prompt").inc(final.usage.prompt_tokens)
+            m.tokens.labels(served, "completion").inc(final.usage.completion_tokens)
+            if final.cost is not None:
+                m.cost.labels(served).inc(final.cost)
+            fields |= {
+                "model_served": served,
+                "prompt_tokens": final.usage.prompt_tokens,
+                "completion_tokens": final.usage.completion_tokens,
+                "cost_usd": final.cost,
+            }
+        if self.settings.log_content:
+            fields["question"] = turns[-1].text if turns else ""
+            if final is not None:
+                fields["answer"] = final.text
+        reply_log.info("reply", extra={"fields": fields})
 
     async def check_limits(self, key: ChannelKey, user_id: str, channel: ChannelSettings) -> None:
         allowed = self.settings.allowed_channels
         if allowed and key.channel not in allowed:
             raise LimitRefusal(
                 "routerbot is not enabled in this channel. An admin can add it to "
-                "ROUTERBOT_CHANNEL_ALLOWLIST."
+                "ROUTERBOT_CHANNEL_ALLOWLIST.",
+                "allowlist",
             )
         wait = self.rate.acquire(user_id)
         if wait is not None:
             raise LimitRefusal(
                 f"You have sent {self.rate.limit} requests in the last minute, the most "
-                f"allowed. Try again in {max(1, round(wait))} s."
+                f"allowed. Try again in {max(1, round(wait))} s.",
+                "rate_limit",
             )
         if channel.budget_usd:
             start, end = month_bounds(time.time())
@@ -327,7 +425,8 @@ class Engine:
                 raise LimitRefusal(
                     f"This channel has spent {usd(spent)} of its {usd(channel.budget_usd)} "
                     f"monthly budget. It resets at the start of next month (in {days} "
-                    "days); an admin can raise it with /model budget <usd>."
+                    "days); an admin can raise it with /model budget <usd>.",
+                    "budget",
                 )
 
     async def _reply(
@@ -337,6 +436,7 @@ class Engine:
         sink: Sink,
         user_id: str,
         models: list[str] | None,
+        watch: _Watch,
     ) -> Final:
         key = conversation.key
         channel = await resolve_settings(self.store, key, self.settings)
@@ -344,7 +444,7 @@ class Engine:
         chain = [to_api_id(m) for m in (models or channel.chain)]
         await sink.emit(Started(display_model(chain[0])))
         async with self.gates.slot(key):
-            return await self._answer(conversation, turns, sink, user_id, channel, chain)
+            return await self._answer(conversation, turns, sink, user_id, channel, chain, watch)
 
     async def _model_infos(self, chain: list[str]) -> list[ModelInfo]:
         try:
@@ -362,6 +462,7 @@ class Engine:
         user_id: str,
         channel: ChannelSettings,
         chain: list[str],
+        watch: _Watch,
     ) -> Final:
         infos = await self._model_infos(chain)
         notices: list[str] = []
@@ -414,6 +515,8 @@ class Engine:
                 max_tokens=channel.max_tokens,
                 session_id=f"{conversation.platform}:{conversation.channel}:{conversation.thread}",
             )
+            if watch.requested is None:
+                watch.requested = time.monotonic()
             try:
                 completion = await self._stream_round(request, sink, gap=bool(texts))
             except ContextTooLongError:
@@ -524,6 +627,7 @@ class Engine:
             activity = self.tools.activity(call)
             await sink.emit(ToolStarted(call.id, call.name, summary, activity))
             result = await self.tools.call(call, context, enabled)
+            self.metrics.tool_calls.labels(call.name, "ok" if result.ok else "error").inc()
             await sink.emit(ToolFinished(call.id, call.name, summary, result.ok))
             return result
 

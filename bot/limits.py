@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 
 
 class LimitRefusal(Exception):
-    """A request refused by a limit. `str()` says why and when it lifts."""
+    """A request refused by a limit. `str()` says why and when it lifts; `reason` names the
+    limit for metrics: rate_limit, budget or allowlist."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RateLimiter:

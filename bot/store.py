@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -213,6 +214,14 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def ping(self) -> bool:
+        """Whether the database answers (for /readyz)."""
+        try:
+            async with self._db.execute("SELECT 1") as cursor:
+                return await cursor.fetchone() == (1,)
+        except (sqlite3.Error, ValueError):  # ValueError: the connection is closed
+            return False
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -11,6 +11,7 @@ from bot.config import (
     START,
     ConfigError,
     Settings,
+    env_example,
     env_name,
     load_settings,
     settings_table,
@@ -111,3 +112,20 @@ def test_readme_table_is_in_step_with_the_settings() -> None:
     assert text[start:end] == settings_table(), (
         "README settings table is out of date: run `.venv/bin/python -m bot.config README.md`"
     )
+
+
+def test_env_example_lists_every_variable() -> None:
+    example = README.parent / ".env.example"
+    assert example.read_text(encoding="utf-8") == env_example(), (
+        ".env.example is out of date: run `.venv/bin/python -m bot.config --env-example`"
+    )
+    for name in Settings.model_fields:
+        assert f"{env_name(name)}=" in example.read_text(encoding="utf-8")
+
+
+def test_a_blank_token_is_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "")
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "  ")
+    settings = load_settings()
+    assert settings.slack_bot_token is None
+    assert settings.discord_bot_token is None

@@ -117,7 +117,7 @@ async def harness(fake: FakeOpenRouter, slack: FakeSlack, tmp_path: Path) -> Asy
         toolbox = await build_toolbox(settings, store, client)
         engine = Engine(client, store, settings, toolbox.registry)
         bot = SlackBot(engine, settings, pacer=Pacer(FAST))
-        server = Server(bot)
+        server = Server(engine, bot)
         opened.extend([server, bot, toolbox, client, store])
         if socket_mode:
             await server.start("127.0.0.1", 0)

@@ -27,7 +27,7 @@ from bot.engine import Attachment, Conversation, Engine, Turn
 from bot.formatting import Document, table_text
 from bot.store import ChannelKey
 
-from .reply import SILENT, DiscordReply, discord_pacer
+from .reply import SILENT, DiscordReply, RateLimitWatch, discord_pacer
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,10 @@ class DiscordBot:
         self.commands = Commands(engine)
         self._token = token.get_secret_value().strip()
         self.pacer = discord_pacer()
+        # Counts discord.py's 429s and slows the channel's edits (see RateLimitWatch).
+        self._watch = RateLimitWatch(self.pacer, engine.metrics)
+        logging.getLogger("discord.http").addHandler(self._watch)
+        self.accepting = True  # False once shutdown begins: new messages are left alone
         self.ready = asyncio.Event()
         self.message_content = True
         self.outcomes: Counter[str] = Counter()
@@ -167,9 +171,19 @@ class DiscordBot:
         else:
             await client.tree.sync()
 
-    async def aclose(self) -> None:
+    def is_ready(self) -> bool:
+        return self.client.is_ready() and not self.client.is_closed()
+
+    async def stop_events(self) -> None:
+        """Takes no new messages (shutdown); the connection stays for replies running."""
+        self.accepting = False
+
+    async def aclose(self, wait_s: float = 30.0) -> None:
+        """Stops taking messages, gives running replies `wait_s` to finish, disconnects."""
+        self.accepting = False
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=30)
+            await asyncio.wait(self._tasks, timeout=wait_s)
+        logging.getLogger("discord.http").removeHandler(self._watch)
         await self.client.close()
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -191,6 +205,8 @@ class DiscordBot:
         me = self.client.user
         if me is None or message.author.bot or message.author.id == me.id:
             return "ignored"  # every bot, this one included
+        if not self.accepting:
+            return "ignored"  # shutting down
         self._remember(message)
         mentioned = me.id in message.raw_mentions or any(u.id == me.id for u in message.mentions)
         addressed = message.guild is None or mentioned or await self._replies_to_me(message)

@@ -2,10 +2,11 @@
 
 The typing indicator shows at once and is renewed until the first message is posted. The
 answer goes out as a reply to the asker's message, then edits, paced per channel (about
-one a second, slower after Discord made an edit wait), with a line per tool call under
-the text while tools run. A long answer is laid out over messages of at most 2,000
-characters on paragraph and code-fence boundaries; the last one ends with a small footer
-line. Nothing sent pings anyone: every message carries `AllowedMentions.none()`.
+one a second; a 429 holds the channel back for its retry_after, see `RateLimitWatch`),
+with a line per tool call under the text while tools run. A long answer is laid out over
+messages of at most 2,000 characters on paragraph and code-fence boundaries; the last one
+ends with a small footer line. Nothing sent pings anyone: every message carries
+`AllowedMentions.none()`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import re
 from dataclasses import dataclass
 
 import discord
@@ -32,6 +33,7 @@ from bot.engine import (
     ToolStarted,
 )
 from bot.formatting import usd
+from bot.metrics import Metrics
 from bot.openrouter import display_model
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,27 @@ def footer_line(final: Final, *, show_cost: bool) -> str:
 
 def discord_pacer() -> Pacer:
     return Pacer(DISCORD_INTERVALS, per_channel=frozenset({EDIT}))
+
+
+class RateLimitWatch(logging.Handler):
+    """discord.py waits out a 429 by itself and says so in a warning of `discord.http`;
+    this handler counts it and holds that channel's edit budget back for as long."""
+
+    PREFIX = "We are being rate limited."
+
+    def __init__(self, pacer: Pacer, metrics: Metrics) -> None:
+        super().__init__(logging.WARNING)
+        self.pacer = pacer
+        self.metrics = metrics
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith(self.PREFIX) or not isinstance(record.args, tuple):
+            return
+        method, url, retry_after = (*record.args, None, None, None)[:3]
+        self.metrics.platform_429s.labels("discord", str(method)).inc()
+        found = re.search(r"/channels/(\d+)/messages", str(url))
+        if found and isinstance(retry_after, int | float):
+            self.pacer.hold("", EDIT, found.group(1), float(retry_after))
 
 
 def subtext(line: str) -> str:
@@ -96,11 +119,6 @@ class DiscordReply:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
-
-    @property
-    def _guild(self) -> str:
-        guild = self.source.guild
-        return str(guild.id) if guild is not None else "dm"
 
     async def emit(self, event: ReplyEvent) -> None:
         state = self._state
@@ -212,14 +230,9 @@ class DiscordReply:
         if index < len(self._shown) and self._shown[index] == content:
             return
         if index < len(self.posted):
-            await self.pacer.wait(self._guild, EDIT, str(self.channel.id))
-            started = time.monotonic()
+            # Channel ids are unique across servers: one edit budget per channel.
+            await self.pacer.wait("", EDIT, str(self.channel.id))
             await self.posted[index].edit(content=content, allowed_mentions=SILENT)
-            took = time.monotonic() - started
-            interval = self.pacer.intervals[EDIT]
-            if took > interval:
-                # discord.py waited out a 429 inside that call: give the channel more room.
-                self.pacer.hold(self._guild, EDIT, str(self.channel.id), took)
             self._shown[index] = content
             return
         if index == 0:

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.pacing import Pacer
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ def retry_after(error: SlackApiError) -> float:
 
 
 class SlackApi:
-    def __init__(self, web: AsyncWebClient, pacer: Pacer) -> None:
+    def __init__(self, web: AsyncWebClient, pacer: Pacer, metrics: Metrics | None = None) -> None:
         self.web = web
         self.pacer = pacer
+        self.metrics = metrics or Metrics()
 
     async def call(
         self,
@@ -65,6 +67,7 @@ class SlackApi:
             except SlackApiError as error:
                 if not is_rate_limited(error) or attempt == RATE_LIMIT_ATTEMPTS:
                     raise
+                self.metrics.platform_429s.labels("slack", method).inc()
                 wait = retry_after(error)
                 log.info("slack: %s ratelimited in %s; waiting %.1f s", method, team, wait)
                 self.pacer.hold(team, method, channel, wait)

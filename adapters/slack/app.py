@@ -104,7 +104,7 @@ class SlackBot:
         self._token = token.get_secret_value().strip()
         base_url = settings.slack_api_base_url.rstrip("/") + "/"
         self.web = AsyncWebClient(token=self._token, base_url=base_url)
-        self.api = SlackApi(self.web, pacer or Pacer(SLACK_INTERVALS))
+        self.api = SlackApi(self.web, pacer or Pacer(SLACK_INTERVALS), engine.metrics)
         self._file_hosts = {urlsplit(base_url).hostname or "", "files.slack.com"}
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         secret = settings.slack_signing_secret
@@ -128,6 +128,7 @@ class SlackBot:
         self._abilities: dict[str, Abilities] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
+        self.accepting = True
         # What became of each event: answered, ignored, duplicate (for logs and metrics).
         self.outcomes: Counter[str] = Counter()
 
@@ -149,14 +150,25 @@ class SlackBot:
         self._socket = AsyncSocketModeHandler(self.app, app_token.get_secret_value().strip())
         await self._socket.connect_async()  # type: ignore[no-untyped-call]  # slack-bolt
 
-    async def aclose(self) -> None:
-        """Stops taking events, lets running replies finish their last message, closes."""
+    async def stop_events(self) -> None:
+        """Takes no new events (shutdown); replies already running go on."""
+        self.accepting = False
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]  # slack-bolt
             self._socket = None
+
+    async def aclose(self, wait_s: float = 30.0) -> None:
+        """Stops taking events, gives running replies `wait_s` to finish, closes."""
+        await self.stop_events()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=30)
+            await asyncio.wait(self._tasks, timeout=wait_s)
         await self._http.aclose()
+
+    async def ready(self) -> bool:
+        """Whether Slack can reach the bot: the socket is connected, or HTTP is served."""
+        if self._socket is not None:
+            return bool(await self._socket.client.is_connected())
+        return self.settings.slack_signing_secret is not None
 
     @property
     def replying(self) -> int:
@@ -219,6 +231,9 @@ class SlackBot:
     async def _answer(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> str:
+        if not self.accepting:
+            log.warning("slack: an event arrived during shutdown and was not answered")
+            return "shutdown"
         if not await self._first_time(body):
             return "duplicate"
         task = asyncio.create_task(self._reply(body, event, context))
