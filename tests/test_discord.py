@@ -322,6 +322,10 @@ async def test_edits_slow_down_when_discord_answers_429(
     reply = await h.reply_to(asked)
     assert any(c.status == 429 for c in discord_fake.calls)
     assert text_of(reply) == answer
+    metrics = h.bot.engine.metrics
+    assert metrics.value(
+        "routerbot_platform_rate_limited_total", platform="discord", method="PATCH"
+    )
 
 
 # -- errors and files ---------------------------------------------------------------------

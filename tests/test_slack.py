@@ -434,6 +434,10 @@ async def test_ratelimited_updates_still_end_with_the_whole_text(
         (message,) = await h.reply_to("C1", ts)
         limited = [c for c in strict.calls if c.error == "ratelimited"]
         assert limited, "Slack answered ratelimited at least once"
+        counted = h.bot.engine.metrics.value(
+            "routerbot_platform_rate_limited_total", platform="slack", method="chat.update"
+        )
+        assert counted == len(limited)
         assert message.text == answer
         # After a 429 the bot waited out Retry-After before the next update.
         first = limited[0]
