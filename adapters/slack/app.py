@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -103,7 +104,13 @@ class SlackBot:
         self.commands = Commands(engine)
         self._token = token.get_secret_value().strip()
         base_url = settings.slack_api_base_url.rstrip("/") + "/"
-        self.web = AsyncWebClient(token=self._token, base_url=base_url)
+        # One connection pool for every Web API call: without a session slack-sdk opens a
+        # new one (and a new TCP connection) per call.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        self.web = AsyncWebClient(token=self._token, base_url=base_url, session=self._session)
         self.api = SlackApi(self.web, pacer or Pacer(SLACK_INTERVALS), engine.metrics)
         self._file_hosts = {urlsplit(base_url).hostname or "", "files.slack.com"}
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
@@ -163,6 +170,7 @@ class SlackBot:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=wait_s)
         await self._http.aclose()
+        await self._session.close()
 
     async def ready(self) -> bool:
         """Whether Slack can reach the bot: the socket is connected, or HTTP is served."""

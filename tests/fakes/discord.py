@@ -52,6 +52,8 @@ class Call:
 class Interaction:
     id: str
     token: str
+    sent_at: float = 0.0
+    answered_at: float | None = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     followups: list[dict[str, Any]] = field(default_factory=list)
     original: dict[str, Any] | None = None
@@ -66,8 +68,14 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class FakeDiscord:
-    def __init__(self, *, message_content_allowed: bool = True) -> None:
+    def __init__(self, *, message_content_allowed: bool = True, channels: int = 0) -> None:
+        """`channels`: that many extra text channels in the guild (CB0000, ...) for
+        benchmarks, which mention the bot in each at once."""
         self.message_content_allowed = message_content_allowed
+        # (time.monotonic(), content) after each write of the bot, by message id.
+        self.timelines: dict[str, list[tuple[float, str]]] = {}
+        self.typing: dict[str, float] = {}  # channel id -> first typing indicator
+        self.sent_at: dict[str, float] = {}  # channel id -> when the benchmark's mention went out
         self.calls: list[Call] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -112,6 +120,10 @@ class FakeDiscord:
                 "member_count": 1,
             },
         }
+        for i in range(channels):
+            channel_id = str(910_000_000_000_000_000 + i)
+            extra = {"id": channel_id, "name": f"bench-{i}", "position": i + 1}
+            self.channels[channel_id] = {**self.channels[CHANNEL_ID], **extra}
 
     # -- people and things ------------------------------------------------------------
 
@@ -251,8 +263,64 @@ class FakeDiscord:
             "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }
+        interaction.sent_at = time.monotonic()
         await self.dispatch("INTERACTION_CREATE", payload)
         return interaction
+
+    # -- control (benchmarks) -----------------------------------------------------------
+
+    def bench_channels(self) -> list[str]:
+        return [c for c in self.channels if self.channels[c].get("name", "").startswith("bench-")]
+
+    async def _control_mentions(self, request: web.Request) -> web.Response:
+        """N people mention the bot at once, each in a channel of their own."""
+        options = await request.json()
+        count, prefix = int(options["n"]), str(options.get("prefix", "question"))
+        channels = self.bench_channels()[:count]
+        for i in range(count):
+            self.add_user(str(800_000 + i), f"Person {i}")
+
+        async def one(i: int, channel: str) -> str:
+            self.sent_at[channel] = time.monotonic()
+            return await self.say(
+                str(800_000 + i), channel, f"<@{BOT_ID}> {prefix} {i}", mentions=[BOT_ID]
+            )
+
+        asked = await asyncio.gather(*(one(i, c) for i, c in enumerate(channels)))
+        return web.json_response({"asked": dict(zip(channels, asked, strict=True))})
+
+    async def _control_interactions(self, request: web.Request) -> web.Response:
+        options = await request.json()
+        count = int(options["n"])
+        for i in range(count):
+            self.add_user(str(800_000 + i), f"Person {i}")
+        await asyncio.gather(
+            *(self.interact("credits", user_id=str(800_000 + i)) for i in range(count))
+        )
+        return web.json_response({"ok": True})
+
+    async def _control_records(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "messages": [
+                    {
+                        "id": m["id"],
+                        "channel": m["channel_id"],
+                        "reply_to": (m.get("message_reference") or {}).get("message_id"),
+                        "timeline": self.timelines.get(m["id"], []),
+                    }
+                    for m in self.messages.values()
+                    if m["author"]["id"] == BOT_ID
+                ],
+                "calls": [
+                    {"method": c.method, "path": c.path, "at": c.at, "status": c.status}
+                    for c in self.calls
+                ],
+                "typing": self.typing,
+                "sent_at": self.sent_at,
+                "interactions": [[i.sent_at, i.answered_at] for i in self.interactions.values()],
+            }
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -265,6 +333,9 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/attachments/{id}/{name}", self._attachment)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        app.router.add_post("/_fake/mentions", self._control_mentions)
+        app.router.add_post("/_fake/interactions", self._control_interactions)
+        app.router.add_get("/_fake/records", self._control_records)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -442,6 +513,7 @@ class FakeDiscord:
                 ]
                 return _json(self.commands)
             case "POST", ["channels", channel_id, "typing"]:
+                self.typing.setdefault(channel_id, call.at)
                 return web.Response(status=204)
             case "GET", ["channels", channel_id]:
                 return _json(self.channels.get(channel_id, {}))
@@ -515,6 +587,7 @@ class FakeDiscord:
         )
         data["embeds"] = body.get("embeds") or []
         data["allowed_mentions"] = body.get("allowed_mentions")
+        self.timelines[str(data["id"])] = [(time.monotonic(), str(data["content"]))]
         await self.dispatch("MESSAGE_CREATE", data)  # Discord tells the bot of its own posts
         return _json(data)
 
@@ -556,6 +629,7 @@ class FakeDiscord:
         message["edited_timestamp"] = "2026-11-22T10:00:01.000000+00:00"
         message["allowed_mentions"] = body.get("allowed_mentions", message.get("allowed_mentions"))
         message["edits"] = int(message.get("edits", 0)) + 1
+        self.timelines.setdefault(message_id, []).append((time.monotonic(), message["content"]))
         await self.dispatch("MESSAGE_UPDATE", message)
         return _json(message)
 
@@ -585,6 +659,8 @@ class FakeDiscord:
     def _callback(self, interaction_id: str, body: dict[str, Any]) -> web.Response:
         interaction = self.interactions[interaction_id]
         interaction.callbacks.append(body)
+        if interaction.answered_at is None:
+            interaction.answered_at = time.monotonic()
         data = body.get("data") or {}
         answer: dict[str, Any] = {
             "interaction": {
@@ -599,3 +675,28 @@ class FakeDiscord:
             interaction.original = message
             answer["resource"] = {"type": 4, "message": message}
         return _json(answer)
+
+
+async def _serve(port: int, channels: int) -> None:
+    fake = FakeDiscord(channels=channels)
+    print(await fake.start(port=port), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    """`python -m tests.fakes.discord --port 8083 --channels 200`: the fake on its own, for
+    benchmarks; they drive it through its /_fake/ endpoints."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8083)
+    parser.add_argument("--channels", type=int, default=200, help="text channels to add")
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.channels))
+
+
+if __name__ == "__main__":
+    main()

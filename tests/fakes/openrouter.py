@@ -203,6 +203,9 @@ class FakeOpenRouter:
         }
         self._failures: dict[str, int] = {}
         self._ids = itertools.count(1)
+        # Per streamed answer: its last message, and when its first token and end went out
+        # (time.monotonic(), one clock for every process of a benchmark).
+        self.streams: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -226,6 +229,7 @@ class FakeOpenRouter:
         app.router.add_get("/api/v1/credits", self._credits)
         app.router.add_get("/api/v1/key", self._key)
         app.router.add_get("/api/v1/auth/key", self._key)
+        app.router.add_get("/_fake/streams", self._streams)
         # handler_cancellation: a client that hangs up ends a stalled stream at once.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -437,6 +441,7 @@ class FakeOpenRouter:
     async def _stream(
         self, request: web.Request, body: dict[str, Any], reply: Reply, served: str
     ) -> web.StreamResponse:
+        started = time.monotonic()
         generation = f"gen-{next(self._ids)}"
         response = web.StreamResponse(
             headers={
@@ -469,6 +474,13 @@ class FakeOpenRouter:
 
         tokens = _tokens(reply.text)
         gap = 1 / reply.tokens_per_s if reply.tokens_per_s else 0.0
+        messages = body.get("messages") or [{}]
+        timing: dict[str, Any] = {
+            "last_message": messages[-1].get("content"),
+            "requested_at": started,
+            "first_token_at": None,
+        }
+        self.streams.append(timing)
         calls = self._calls(reply)
         finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         usage = self._usage(body, served, len(tokens))
@@ -492,6 +504,7 @@ class FakeOpenRouter:
             content: dict[str, Any] = {"content": token}
             if number == 0:
                 content["role"] = "assistant"
+                timing["first_token_at"] = time.monotonic()
             last = number == len(tokens) - 1 and not calls
             chunk = delta(content, finish if last else None)
             if last and reply.usage_on_finish_chunk:
@@ -514,7 +527,11 @@ class FakeOpenRouter:
         if not reply.usage_on_finish_chunk:
             await send({"choices": [], "usage": usage})
         await send("[DONE]")
+        timing["ended_at"] = time.monotonic()
         return response
+
+    async def _streams(self, request: web.Request) -> web.Response:
+        return web.json_response(self.streams)
 
 
 async def _serve(port: int, reply: Reply) -> None:

@@ -62,6 +62,12 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (title, status)
     files: list[dict[str, Any]] = field(default_factory=list)
+    deleted: bool = False
+    # (time.monotonic(), text) after each write of the bot: what people saw, and when.
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+
+    def seen(self) -> None:
+        self.timeline.append((time.monotonic(), self.text))
 
     def footer(self) -> list[str]:
         """The texts of the message's context block."""
@@ -109,6 +115,8 @@ class FakeSlack:
         self.events_url: str | None = None  # where events go over HTTP (the bot's endpoint)
         self.echo = True  # deliver the bot's own posts and edits back to it, as Slack does
         self.deliveries: list[tuple[dict[str, Any], int]] = []  # (envelope, HTTP status)
+        # (event type, sent, answered), time.monotonic(): how fast the bot acknowledges.
+        self.acks: list[tuple[str, float, float]] = []
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.downloads: list[str] = []
         self._sockets: list[web.WebSocketResponse] = []
@@ -178,7 +186,7 @@ class FakeSlack:
 
     def replies_to(self, channel: str, thread_ts: str) -> list[Message]:
         """The bot's messages in a thread, oldest first."""
-        return [m for m in self.thread(channel, thread_ts) if m.bot_id == BOT_ID]
+        return [m for m in self.thread(channel, thread_ts) if m.bot_id == BOT_ID and not m.deleted]
 
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
         return [
@@ -198,6 +206,11 @@ class FakeSlack:
         app.router.add_post("/response/{id}", self._response_url)
         app.router.add_get("/files/{id}/{name}", self._file)
         app.router.add_get("/socket", self._socket)
+        # Control for benchmarks, which run this fake in a process of its own.
+        app.router.add_post("/_fake/setup", self._control_setup)
+        app.router.add_post("/_fake/mentions", self._control_mentions)
+        app.router.add_post("/_fake/commands", self._control_commands)
+        app.router.add_get("/_fake/records", self._control_records)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -271,8 +284,10 @@ class FakeSlack:
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"
+        sent = time.monotonic()
         async with self.http().post(self.events_url, data=body, headers=headers) as response:
             await response.read()
+            self.acks.append((str(envelope["event"].get("type")), sent, time.monotonic()))
             self.deliveries.append((envelope, response.status))
             return response.status
 
@@ -340,12 +355,16 @@ class FakeSlack:
             **self.signature_headers(body, secret=secret),
         }
         assert self.events_url is not None, "slash commands go to the bot's HTTP endpoint"
+        sent = time.monotonic()
         async with self.http().post(self.events_url, data=body, headers=headers) as response:
-            return response.status, await response.text()
+            answer = response.status, await response.text()
+            self.acks.append((command, sent, time.monotonic()))
+            return answer
 
     def http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # No pool limit: a benchmark's burst of events must not queue in the fake.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return self._session
 
     def _echo(self, event: dict[str, Any]) -> None:
@@ -405,6 +424,72 @@ class FakeSlack:
             }
         )
         return await asyncio.wait_for(future, timeout=5)
+
+    # -- control (benchmarks) -----------------------------------------------------------
+
+    async def _control_setup(self, request: web.Request) -> web.Response:
+        options = await request.json()
+        self.events_url = options.get("events_url", self.events_url)
+        self.echo = bool(options.get("echo", self.echo))
+        return web.json_response({"ok": True})
+
+    async def _control_mentions(self, request: web.Request) -> web.Response:
+        """N people mention the bot at once, each in a channel of their own."""
+        options = await request.json()
+        count, prefix = int(options["n"]), str(options.get("prefix", "question"))
+        for i in range(count):
+            self.add_user(f"UB{i:04d}", f"Person {i}")
+        sent: dict[str, float] = {}
+
+        async def one(i: int) -> str:
+            channel = f"CB{i:04d}"
+            sent[channel] = time.monotonic()
+            return await self.say(f"UB{i:04d}", channel, f"<@{BOT_USER_ID}> {prefix} {i}")
+
+        threads = await asyncio.gather(*(one(i) for i in range(count)))
+        return web.json_response({"sent": sent, "threads": threads})
+
+    async def _control_commands(self, request: web.Request) -> web.Response:
+        options = await request.json()
+        count = int(options["n"])
+        for i in range(count):
+            self.add_user(f"UB{i:04d}", f"Person {i}")
+        await asyncio.gather(
+            *(self.command("/credits", "", user=f"UB{i:04d}", channel=f"CB{i:04d}")
+              for i in range(count))
+        )  # fmt: skip
+        return web.json_response({"ok": True})
+
+    async def _control_records(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "messages": [
+                    {
+                        "channel": m.channel,
+                        "ts": m.ts,
+                        "thread_ts": m.thread_ts,
+                        "bot": m.bot_id == BOT_ID,
+                        "deleted": m.deleted,
+                        "streaming": m.streaming,
+                        "timeline": m.timeline,
+                    }
+                    for m in self.messages.values()
+                    if m.bot_id == BOT_ID
+                ],
+                "calls": [
+                    {
+                        "method": c.method,
+                        "at": c.at,
+                        "status": c.status,
+                        "error": c.error,
+                        "channel": str(c.params.get("channel") or c.params.get("channel_id") or ""),
+                    }
+                    for c in self.calls
+                ],
+                "acks": self.acks,
+                "responses": len(self.responses),
+            }
+        )
 
     # -- files --------------------------------------------------------------------------
 
@@ -503,6 +588,7 @@ class FakeSlack:
         blocks = list(params.get("blocks") or [])
         message = Message(channel, ts, text, bot_id=BOT_ID, thread_ts=thread, blocks=blocks)
         self.messages[(channel, ts)] = message
+        message.seen()
         self._echo(self._bot_event(message))
         return {"channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
 
@@ -516,6 +602,7 @@ class FakeSlack:
         message.text = text
         message.blocks = list(params.get("blocks") or message.blocks)
         message.edits += 1
+        message.seen()
         self._echo(
             {
                 "type": "message",
@@ -539,10 +626,12 @@ class FakeSlack:
         ):
             return "invalid_arguments"  # streams in channels name their recipient
         ts = self._ts()
-        self.messages[(channel, ts)] = Message(
+        message = Message(
             channel, ts, self._text_of(params), bot_id=BOT_ID,
             thread_ts=str(params["thread_ts"]), streaming=True,
         )  # fmt: skip
+        self.messages[(channel, ts)] = message
+        message.seen()
         return {"channel": channel, "ts": ts}
 
     def _streaming(self, params: dict[str, Any]) -> Message | str:
@@ -563,6 +652,7 @@ class FakeSlack:
         message.text += addition
         self._tasks_of(message, params)
         message.edits += 1
+        message.seen()
         return {"channel": message.channel, "ts": message.ts}
 
     def _m_chat_stopStream(self, params: dict[str, Any]) -> dict[str, Any] | str:
@@ -573,6 +663,7 @@ class FakeSlack:
         self._tasks_of(message, params)
         message.blocks = list(params.get("blocks") or [])
         message.streaming = False
+        message.seen()
         self._echo(self._bot_event(message))
         return {"channel": message.channel, "ts": message.ts}
 
@@ -600,6 +691,14 @@ class FakeSlack:
 
     def _m_apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.url.replace("http://", "ws://") + "/socket"}
+
+    def _m_chat_delete(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        message = self.messages.get((str(params.get("channel")), str(params.get("ts"))))
+        if message is None or message.deleted:
+            return "message_not_found"
+        message.deleted = True
+        message.timeline.append((time.monotonic(), ""))
+        return {"channel": message.channel, "ts": message.ts}
 
     def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self._ts()}
@@ -642,3 +741,31 @@ class FakeSlack:
             "has_more": more,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
+
+
+async def _serve(port: int, tiers: bool, streaming: bool) -> None:
+    fake = FakeSlack(streaming=streaming)
+    if tiers:
+        fake.tiers = documented_tiers()
+    print(await fake.start(port=port), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    """`python -m tests.fakes.slack --port 8082 [--tiers] [--no-streaming]`: the fake on its
+    own, for benchmarks; they drive it through its /_fake/ endpoints."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--tiers", action="store_true", help="enforce Slack's documented tiers")
+    parser.add_argument("--no-streaming", action="store_true", help="refuse chat.startStream")
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.tiers, not args.no_streaming))
+
+
+if __name__ == "__main__":
+    main()
