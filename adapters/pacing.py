@@ -1,66 +1,121 @@
 """Pacing platform API calls: one budget per workspace and method (or per channel),
 shared by every reply.
 
-Slack limits `chat.update` per workspace (tier 3, about 50 a minute), not per message, so
-ten replies streaming at once must share one rhythm; Discord's practice is about one edit
-a second per channel. Each call waits for its slot; a rate-limit answer holds the whole
-budget back for its `Retry-After`.
+A budget allows at most `limit` calls in any `window` seconds, as Slack's tiers and
+Discord's buckets count them: chat.update is 50 a minute per Slack workspace, however
+many replies stream at once; a Discord channel takes 5 message edits per 5 seconds.
+
+Calls come in two kinds. A call a reply cannot do without (its first message, its final
+text) waits for its turn with `wait`. A call that only shows progress (one more update
+while text streams) asks `try_take`, which leaves `reserve` calls of the window to the
+first kind and otherwise says how long until it could go; the reply then sends more text
+in a later call instead of queueing. A rate-limit answer holds the whole budget back for
+its `Retry-After`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
-# Seconds between two calls of a method in one Slack workspace (one channel for postMessage).
-SLACK_INTERVALS: Mapping[str, float] = {
-    "chat.update": 1.2,  # tier 3: 50 a minute
-    "chat.appendStream": 0.6,  # tier 4: 100 a minute
-    "chat.postMessage": 1.0,  # about one message a second per channel
+# Slack's documented limits: (calls, seconds). Tier 3 is 50+ a minute, tier 4 100+.
+SLACK_LIMITS: Mapping[str, tuple[int, float]] = {
+    "chat.update": (50, 60.0),
+    "chat.appendStream": (100, 60.0),
+    "chat.startStream": (20, 60.0),
+    "chat.postMessage": (1, 1.0),  # per channel
+    "chat.delete": (50, 60.0),
+    "conversations.replies": (50, 60.0),
 }
 SLACK_PER_CHANNEL = frozenset({"chat.postMessage"})
 
 
+@dataclass
+class Budget:
+    limit: int
+    window: float
+    times: deque[float] = field(default_factory=deque)
+    held_until: float = 0.0
+
+    def delay(self, now: float, reserve: int = 0) -> float:
+        """Seconds until a call may go, leaving `reserve` calls of the window unused."""
+        while self.times and self.times[0] <= now - self.window:
+            self.times.popleft()
+        wait = max(0.0, self.held_until - now)
+        allowed = max(1, self.limit - reserve)
+        if len(self.times) >= allowed:
+            wait = max(wait, self.times[len(self.times) - allowed] + self.window - now)
+        return wait
+
+
 class Pacer:
-    """`intervals`: seconds between two calls of a method; methods in `per_channel` have a
-    budget per channel, the others one per workspace."""
+    """`limits`: method -> (calls, seconds); methods in `per_channel` have a budget per
+    channel, the others one per workspace. Methods without a limit go at once."""
 
     def __init__(
         self,
-        intervals: Mapping[str, float] = SLACK_INTERVALS,
+        limits: Mapping[str, tuple[int, float]] = SLACK_LIMITS,
         *,
         per_channel: frozenset[str] = SLACK_PER_CHANNEL,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.intervals = dict(intervals)
+        self.limits = dict(limits)
         self.per_channel = per_channel
         self._clock = clock
         self._sleep = sleep
-        self._next: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], float] = {}
+        self._budgets: dict[tuple[str, str], Budget] = {}
 
-    def _key(self, team: str, method: str, channel: str) -> tuple[str, str]:
-        return (f"{team}/{channel}" if method in self.per_channel else team, method)
+    def _budget(self, team: str, method: str, channel: str) -> Budget | None:
+        limit = self.limits.get(method)
+        if limit is None:
+            return None
+        key = (f"{team}/{channel}" if method in self.per_channel else team, method)
+        budget = self._budgets.get(key)
+        if budget is None:
+            budget = self._budgets[key] = Budget(*limit)
+        return budget
+
+    def try_take(self, team: str, method: str, channel: str = "", *, reserve: int = 0) -> float:
+        """Takes a call now and returns 0, or returns how many seconds until one is free
+        (leaving `reserve` calls of the window to calls that must go)."""
+        budget = self._budget(team, method, channel)
+        if budget is None:
+            return 0.0
+        now = self._clock()
+        wait = budget.delay(now, reserve)
+        if wait <= 0:
+            budget.times.append(now)
+        return wait
+
+    def delay(self, team: str, method: str, channel: str = "") -> float:
+        """Seconds until a call of this budget could go, without taking it."""
+        budget = self._budget(team, method, channel)
+        return 0.0 if budget is None else budget.delay(self._clock())
+
+    def headroom(self, team: str, method: str, channel: str = "") -> int:
+        """Calls left in the current window (0 while held back by a 429)."""
+        budget = self._budget(team, method, channel)
+        if budget is None:
+            return 1_000_000
+        now = self._clock()
+        if budget.delay(now) > 0:
+            return 0
+        return budget.limit - len(budget.times)
 
     async def wait(self, team: str, method: str, channel: str = "") -> None:
         """Waits for this call's turn, and takes it."""
-        key = self._key(team, method, channel)
-        interval = self.intervals.get(method, 0.0)
-        while True:
-            now = self._clock()
-            slot = max(now, self._next.get(key, 0.0), self._held.get(key, 0.0))
-            self._next[key] = slot + interval
-            if slot > now:
-                await self._sleep(slot - now)
-            if self._held.get(key, 0.0) <= self._clock():
-                return
-            # A ratelimited answer arrived while this call waited: queue again behind it.
+        while (wait := self.try_take(team, method, channel)) > 0:
+            await self._sleep(wait)
 
     def hold(self, team: str, method: str, channel: str, seconds: float) -> None:
-        """Slack said `ratelimited`: no call of this budget before `seconds` from now."""
-        key = self._key(team, method, channel)
-        until = self._clock() + seconds
-        self._held[key] = max(self._held.get(key, 0.0), until)
-        self._next[key] = max(self._next.get(key, 0.0), until)
+        """The platform said 429: no call of this budget before `seconds` from now."""
+        budget = self._budget(team, method, channel)
+        if budget is None:
+            self.limits.setdefault(method, (1_000_000, 1.0))
+            budget = self._budget(team, method, channel)
+            assert budget is not None
+        budget.held_until = max(budget.held_until, self._clock() + seconds)

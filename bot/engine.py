@@ -559,16 +559,18 @@ class Engine:
             generation_id=completion.generation_id,
             notices=notices,
         )
-        await self.store.record_usage(
-            conversation.key,
-            user_id=user_id,
-            model=completion.model,
-            prompt_tokens=totals.prompt_tokens,
-            completion_tokens=totals.completion_tokens,
-            cost=totals.cost,
-            generation_id=completion.generation_id,
-        )
-        await sink.emit(final)
+        try:
+            await sink.emit(final)  # people first: the ledger row can follow
+        finally:
+            await self.store.record_usage(
+                conversation.key,
+                user_id=user_id,
+                model=completion.model,
+                prompt_tokens=totals.prompt_tokens,
+                completion_tokens=totals.completion_tokens,
+                cost=totals.cost,
+                generation_id=completion.generation_id,
+            )
         return final
 
     def workspace(self, conversation: Conversation) -> Workspace:

@@ -3,7 +3,10 @@
 One file under ROUTERBOT_DATA_DIR, in WAL mode with a busy timeout. Schema changes are
 ordered migrations, each applied once and recorded in `schema_migrations`. Every change
 of settings is one transaction (the new values and their audit rows together), committed
-with `synchronous=FULL`, so a change that was acknowledged survives a crash.
+with `synchronous=FULL`, so a change that was acknowledged survives even a power cut. The
+busy writes of every reply (seen event ids, the usage ledger, threads answered in) use
+`synchronous=NORMAL`, which in WAL mode survives a crash of the bot but not of the
+machine: it saves an fsync per reply, which under load queued replies behind the disk.
 """
 
 from __future__ import annotations
@@ -195,6 +198,10 @@ class Store:
         # One connection serves every coroutine: transactions must not interleave on it.
         self._lock = asyncio.Lock()
         self._sightings = 0
+        self._seen: dict[str, float] = {}  # event id -> when seen, within the retention
+        self._settings: dict[ChannelKey, dict[str, Any]] = {}
+        self._unwritten: list[tuple[str, float]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Self:
@@ -203,16 +210,18 @@ class Store:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA busy_timeout=5000")
-            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA foreign_keys=ON")
             store = cls(db, clock=clock)
             await store._migrate()
+            await store._load_sightings()
         except BaseException:
             await db.close()
             raise
         return store
 
     async def close(self) -> None:
+        await self._write_sightings()
         await self._db.close()
 
     async def ping(self) -> bool:
@@ -224,15 +233,32 @@ class Store:
             return False
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time; `durable` commits with an fsync."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            if durable:
+                await self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+                await self._db.execute("COMMIT")
+            finally:
+                if durable:
+                    await self._db.execute("PRAGMA synchronous=NORMAL")
+
+    async def _statement(self, sql: str, parameters: tuple[Any, ...]) -> int:
+        """One write statement, committed by itself; returns the rows it changed.
+
+        A single statement is its own transaction (the connection autocommits), so it
+        takes one trip to the database thread where BEGIN ... COMMIT takes three: under
+        load every trip waits its turn on a busy event loop."""
+        async with self._lock:
+            cursor = await self._db.execute(sql, parameters)
+            return int(cursor.rowcount)
 
     async def _migrate(self) -> None:
         await self._db.execute(
@@ -259,14 +285,23 @@ class Store:
     # -- settings -------------------------------------------------------------------
 
     async def get_settings(self, key: ChannelKey) -> dict[str, Any]:
-        """The values a channel (or workspace default) row sets; fields it inherits are absent."""
+        """The values a channel (or workspace default) row sets; fields it inherits are absent.
+
+        Kept in memory once read, and dropped when this store changes them: every reply
+        reads its channel's settings, which would otherwise cost trips to the database."""
+        cached = self._settings.get(key)
+        if cached is None:
+            cached = self._settings[key] = await self._read_settings(key)
+        return dict(cached)
+
+    async def _read_settings(self, key: ChannelKey) -> dict[str, Any]:
         columns = ", ".join(SETTING_FIELDS)
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             f"SELECT {columns} FROM channel_settings "  # noqa: S608 - fixed column names
             "WHERE platform = ? AND workspace = ? AND channel = ?",
             (key.platform, key.workspace, key.channel),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
+        row = next(iter(rows), None)
         if row is None:
             return {}
         values = {f: _decode(f, v) for f, v in zip(SETTING_FIELDS, row, strict=True)}
@@ -280,33 +315,42 @@ class Store:
         if unknown:
             raise ValueError(f"not settings: {sorted(unknown)}")
         now = self._clock()
-        async with self._transaction() as db:
-            old = await self.get_settings(key)
-            await db.execute(
-                "INSERT INTO channel_settings (platform, workspace, channel, updated_by, "
-                "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (key.platform, key.workspace, key.channel, by, now),
-            )
-            for field, value in changes.items():
+        try:
+            async with self._transaction(durable=True) as db:
+                old = await self._read_settings(key)
                 await db.execute(
-                    f"UPDATE channel_settings SET {field} = ?, updated_by = ?, "  # noqa: S608 - checked field
-                    "updated_at = ? WHERE platform = ? AND workspace = ? AND channel = ?",
-                    (_encode(field, value), by, now, key.platform, key.workspace, key.channel),
+                    "INSERT INTO channel_settings (platform, workspace, channel, updated_by, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (key.platform, key.workspace, key.channel, by, now),
                 )
-                await self._audit(db, key, field, old.get(field), value, by, now)
+                for field, value in changes.items():
+                    await db.execute(
+                        f"UPDATE channel_settings SET {field} = ?, updated_by = ?, "  # noqa: S608 - checked field
+                        "updated_at = ? WHERE platform = ? AND workspace = ? AND channel = ?",
+                        (_encode(field, value), by, now, key.platform, key.workspace, key.channel),
+                    )
+                    await self._audit(db, key, field, old.get(field), value, by, now)
+        finally:
+            # Read meanwhile on this connection, a cached copy may hold what this change
+            # undid; the next read goes to the database.
+            self._settings.pop(key, None)
         return old
 
     async def reset_settings(self, key: ChannelKey, *, by: str) -> dict[str, Any]:
         """Forget every value a channel set, in one transaction; returns the old values."""
         now = self._clock()
-        async with self._transaction() as db:
-            old = await self.get_settings(key)
-            await db.execute(
-                "DELETE FROM channel_settings WHERE platform = ? AND workspace = ? AND channel = ?",
-                (key.platform, key.workspace, key.channel),
-            )
-            for field, value in old.items():
-                await self._audit(db, key, field, value, None, by, now)
+        try:
+            async with self._transaction(durable=True) as db:
+                old = await self._read_settings(key)
+                await db.execute(
+                    "DELETE FROM channel_settings "
+                    "WHERE platform = ? AND workspace = ? AND channel = ?",
+                    (key.platform, key.workspace, key.channel),
+                )
+                for field, value in old.items():
+                    await self._audit(db, key, field, value, None, by, now)
+        finally:
+            self._settings.pop(key, None)
         return old
 
     @staticmethod
@@ -356,34 +400,32 @@ class Store:
         cost: float | None,
         generation_id: str | None,
     ) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO usage_ledger (platform, workspace, channel, user_id, model, "
-                "prompt_tokens, completion_tokens, cost, generation_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.platform,
-                    key.workspace,
-                    key.channel,
-                    user_id,
-                    model,
-                    prompt_tokens,
-                    completion_tokens,
-                    cost,
-                    generation_id,
-                    self._clock(),
-                ),
-            )
+        await self._statement(
+            "INSERT INTO usage_ledger (platform, workspace, channel, user_id, model, "
+            "prompt_tokens, completion_tokens, cost, generation_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.platform,
+                key.workspace,
+                key.channel,
+                user_id,
+                model,
+                prompt_tokens,
+                completion_tokens,
+                cost,
+                generation_id,
+                self._clock(),
+            ),
+        )
 
     async def spend(self, key: ChannelKey, since: float) -> tuple[float, int]:
         """The channel's cost in USD and its number of replies since a Unix time."""
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM usage_ledger "
             "WHERE platform = ? AND workspace = ? AND channel = ? AND created_at >= ?",
             (key.platform, key.workspace, key.channel, since),
-        ) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
+        )
+        row = next(iter(rows))
         return float(row[0]), int(row[1])
 
     # -- event de-duplication -------------------------------------------------------
@@ -391,41 +433,60 @@ class Store:
     async def first_sighting(self, event_id: str) -> bool:
         """Records an event id; False when it was already recorded (a platform retry).
 
-        Ids older than EVENT_RETENTION_S are pruned every PRUNE_EVERY sightings."""
+        The ids of the last EVENT_RETENTION_S live in memory too (loaded at open), so the
+        answer costs no trip to the database: the new id is written behind, with every
+        other id that arrived meanwhile, in one statement. Ids older than the retention are
+        pruned every PRUNE_EVERY sightings."""
         self._sightings += 1
         if self._sightings % PRUNE_EVERY == 0:
             await self.prune_events(EVENT_RETENTION_S)
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO processed_events VALUES (?, ?)", (event_id, self._clock())
-            )
-            return cursor.rowcount == 1
+        if event_id in self._seen:
+            return False
+        now = self._clock()
+        self._seen[event_id] = now
+        self._unwritten.append((event_id, now))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_sightings())
+        return True
+
+    async def _write_sightings(self) -> None:
+        while self._unwritten:
+            batch, self._unwritten = self._unwritten, []
+            async with self._lock:
+                await self._db.executemany(
+                    "INSERT OR IGNORE INTO processed_events VALUES (?, ?)", batch
+                )
+
+    async def _load_sightings(self) -> None:
+        rows = await self._db.execute_fetchall(
+            "SELECT event_id, seen_at FROM processed_events WHERE seen_at >= ?",
+            (self._clock() - EVENT_RETENTION_S,),
+        )
+        self._seen = {str(event_id): float(seen_at) for event_id, seen_at in rows}
 
     async def prune_events(self, older_than_s: float) -> int:
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "DELETE FROM processed_events WHERE seen_at < ?", (self._clock() - older_than_s,)
-            )
-            return cursor.rowcount
+        cutoff = self._clock() - older_than_s
+        self._seen = {e: at for e, at in self._seen.items() if at >= cutoff}
+        await self._write_sightings()
+        return await self._statement("DELETE FROM processed_events WHERE seen_at < ?", (cutoff,))
 
     # -- threads the bot answers in ---------------------------------------------------
 
     async def mark_thread(self, key: ChannelKey, thread: str) -> None:
         """Remembers that the bot answered in a thread, so follow-ups there need no mention."""
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO bot_threads VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
-                "SET answered_at = excluded.answered_at",
-                (key.platform, key.workspace, key.channel, thread, self._clock()),
-            )
+        await self._statement(
+            "INSERT INTO bot_threads VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+            "SET answered_at = excluded.answered_at",
+            (key.platform, key.workspace, key.channel, thread, self._clock()),
+        )
 
     async def is_bot_thread(self, key: ChannelKey, thread: str) -> bool:
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT 1 FROM bot_threads WHERE platform = ? AND workspace = ? AND channel = ? "
             "AND thread = ?",
             (key.platform, key.workspace, key.channel, thread),
-        ) as cursor:
-            return await cursor.fetchone() is not None
+        )
+        return bool(rows)
 
     # -- todo lists -----------------------------------------------------------------
 

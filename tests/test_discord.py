@@ -108,7 +108,8 @@ async def harness(
         toolbox = await build_toolbox(settings, store, client)
         engine = Engine(client, store, settings, toolbox.registry)
         bot = DiscordBot(engine, settings, guild_ready_timeout_s=0.05)
-        bot.pacer = Pacer({"edit": 0.01}, per_channel=frozenset({"edit"}))
+        bot.pacer = Pacer({"edit": (5, 0.05)}, per_channel=frozenset({"edit"}))
+        bot.spacing_s = 0.01
         opened.extend([bot, toolbox, client, store])
         await bot.start()
         await target.connected()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adapters.pacing import Pacer
+from adapters.pacing import SLACK_LIMITS, Pacer
 from adapters.serve import Server
 from adapters.slack import SlackBot
 from bot.config import Settings, load_settings
@@ -38,8 +38,8 @@ from tests.waiting import eventually
 
 MODEL = "openai/gpt-4o-mini"
 MENTION = f"<@{BOT_USER_ID}>"
-# Slack's pacing, a hundred times faster, so tests take milliseconds.
-FAST = {"chat.update": 0.012, "chat.appendStream": 0.006, "chat.postMessage": 0.01}
+# Slack's budgets over windows a hundred times shorter, so tests take milliseconds.
+FAST = {method: (calls, window / 100) for method, (calls, window) in SLACK_LIMITS.items()}
 
 
 @dataclass
@@ -159,7 +159,8 @@ async def test_a_mention_is_answered_in_its_thread_with_streamed_text(
 ) -> None:
     h = await harness()
     answer = "Paris is the capital of France. " * 12
-    fake.script(MODEL, Reply(text=answer.strip(), tokens_per_s=400))
+    # About 0.7 s of streaming: appends go out at most every 0.25 s.
+    fake.script(MODEL, Reply(text=answer.strip(), tokens_per_s=100))
     ts = await slack.say("U1", "C1", f"{MENTION} what is the capital of France?")
     (message,) = await h.reply_to("C1", ts)
     assert message.thread_ts == ts

@@ -27,7 +27,7 @@ from bot.engine import Attachment, Conversation, Engine, Turn
 from bot.formatting import Document, table_text
 from bot.store import ChannelKey
 
-from .reply import SILENT, DiscordReply, RateLimitWatch, discord_pacer
+from .reply import SILENT, SPACING_S, DiscordReply, RateLimitWatch, discord_pacer
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class DiscordBot:
         self.commands = Commands(engine)
         self._token = token.get_secret_value().strip()
         self.pacer = discord_pacer()
+        self.spacing_s = SPACING_S  # between two progress edits of one reply
         # Counts discord.py's 429s and slows the channel's edits (see RateLimitWatch).
         self._watch = RateLimitWatch(self.pacer, engine.metrics)
         logging.getLogger("discord.http").addHandler(self._watch)
@@ -270,7 +271,9 @@ class DiscordBot:
 
     async def _reply(self, message: discord.Message) -> None:
         key = self._key(message.channel, message.guild)
-        sink = DiscordReply(message, self.pacer, show_cost=self.settings.show_cost)
+        sink = DiscordReply(
+            message, self.pacer, show_cost=self.settings.show_cost, spacing_s=self.spacing_s
+        )
         try:
             history, thread = await self._history(message)
             conversation = Conversation(PLATFORM, key.workspace, key.channel, thread)

@@ -2,7 +2,8 @@
 
 The typing indicator shows at once and is renewed until the first message is posted. The
 answer goes out as a reply to the asker's message, then edits, paced per channel (about
-one a second; a 429 holds the channel back for its retry_after, see `RateLimitWatch`),
+one a second within Discord's 5 edits per 5 s per channel, the last one kept for the final
+text; a 429 holds the channel back for its retry_after, see `RateLimitWatch`),
 with a line per tool call under the text while tools run. A long answer is laid out over
 messages of at most 2,000 characters on paragraph and code-fence boundaries; the last one
 ends with a small footer line. Nothing sent pings anyone: every message carries
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 import discord
@@ -42,7 +44,12 @@ MESSAGE_LIMIT = 2_000
 # Room kept on every message for the activity lines or the footer under the text.
 TRAILER_ROOM = 200
 EDIT = "edit"
-DISCORD_INTERVALS = {EDIT: 1.0}
+# Discord's bucket for editing messages: 5 per 5 seconds per channel.
+DISCORD_LIMITS = {EDIT: (5, 5.0)}
+# Progress edits go out at most this often per reply, and leave one edit of the window
+# for the final text, which goes out at once.
+SPACING_S = 1.0
+PROGRESS_RESERVE = 1
 FINAL_ATTEMPTS = 4
 SILENT = discord.AllowedMentions.none()
 
@@ -57,7 +64,7 @@ def footer_line(final: Final, *, show_cost: bool) -> str:
 
 
 def discord_pacer() -> Pacer:
-    return Pacer(DISCORD_INTERVALS, per_channel=frozenset({EDIT}))
+    return Pacer(DISCORD_LIMITS, per_channel=frozenset({EDIT}))
 
 
 class RateLimitWatch(logging.Handler):
@@ -103,8 +110,10 @@ class DiscordReply:
         *,
         show_cost: bool,
         page_limit: int = MESSAGE_LIMIT - TRAILER_ROOM,
+        spacing_s: float = SPACING_S,
     ) -> None:
         self.source = source
+        self.spacing_s = spacing_s
         self.channel = source.channel
         self.pacer = pacer
         self.show_cost = show_cost
@@ -117,6 +126,7 @@ class DiscordReply:
         self._tasks: dict[str, tuple[str, str]] = {}
         self._notices: list[str] = []
         self._wake = asyncio.Event()
+        self._done = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
 
@@ -147,6 +157,7 @@ class DiscordReply:
             self._flusher = asyncio.create_task(self._flush())
         self._wake.set()
         if state.done:
+            self._done.set()
             await self._flusher
 
     async def _keep_typing(self) -> None:
@@ -179,21 +190,41 @@ class DiscordReply:
             lines += [subtext(n) for n in self._notices]
         return lines
 
-    async def _flush(self) -> None:
+    async def _pause(self, seconds: float | None) -> None:
+        """Waits `seconds` (None: until news), ending early when the reply is done."""
+        waits = [asyncio.ensure_future(self._done.wait())]
+        if seconds is None:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
         try:
-            while True:
-                await self._wake.wait()
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def _flush(self) -> None:
+        last = -self.spacing_s  # when progress last went out
+        retry: float | None = None
+        try:
+            while not self._done.is_set():
+                await self._pause(retry)
                 self._wake.clear()
-                done = self._state.done
-                if done:
-                    await self._deliver_final()
-                    return
+                if self._done.is_set():
+                    break
                 if not self._state.text and not self._tasks:
+                    retry = None
                     continue  # the typing indicator says enough until there is something
+                since = time.monotonic() - last
+                if self.posted and since < self.spacing_s:
+                    await self._pause(self.spacing_s - since)
+                    if self._done.is_set():
+                        break
                 try:
-                    await self._render(final=False)
+                    retry = await self._render(final=False)
                 except discord.HTTPException as error:
                     log.warning("discord: an update of a reply failed (%s)", error.status)
+                    retry = self.spacing_s
+                last = time.monotonic()
+            await self._deliver_final()
         finally:
             self._stop_typing()
 
@@ -209,7 +240,10 @@ class DiscordReply:
                 await asyncio.sleep(attempt)
         log.error("discord: gave up delivering a reply in %s", self.channel.id)
 
-    async def _render(self, *, final: bool) -> None:
+    async def _render(self, *, final: bool) -> float | None:
+        """Shows the reply; returns None, or the seconds until the channel's budget lets
+        a progress edit go."""
+        retry: float | None = None
         self.layout.feed(self._text())
         pages = self.layout.pages
         trailer = self._trailer()
@@ -224,17 +258,26 @@ class DiscordReply:
                     lines.append(line)
                     room -= len(line) + 1
                 body = "\n".join([body, *lines]) if body else "\n".join(lines)
-            await self._put(index, body or "…")
+            wait = await self._put(index, body or "…", final=final)
+            if wait is not None:
+                retry = wait if retry is None else min(retry, wait)
+        return retry
 
-    async def _put(self, index: int, content: str) -> None:
+    async def _put(self, index: int, content: str, *, final: bool) -> float | None:
         if index < len(self._shown) and self._shown[index] == content:
-            return
+            return None
         if index < len(self.posted):
             # Channel ids are unique across servers: one edit budget per channel.
-            await self.pacer.wait("", EDIT, str(self.channel.id))
+            channel = str(self.channel.id)
+            if final:
+                await self.pacer.wait("", EDIT, channel)
+            else:
+                wait = self.pacer.try_take("", EDIT, channel, reserve=PROGRESS_RESERVE)
+                if wait > 0:
+                    return wait
             await self.posted[index].edit(content=content, allowed_mentions=SILENT)
             self._shown[index] = content
-            return
+            return None
         if index == 0:
             # A reply to the asker's message (posted even if that one was deleted meanwhile).
             reference = self.source.to_reference(fail_if_not_exists=False)
@@ -246,3 +289,4 @@ class DiscordReply:
         self._stop_typing()
         self.posted.append(message)
         self._shown.append(content)
+        return None

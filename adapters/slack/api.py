@@ -58,17 +58,26 @@ class SlackApi:
         team: str,
         channel: str,
         send: Callable[[], Awaitable[AsyncSlackResponse]],
+        *,
+        taken: bool = False,
     ) -> AsyncSlackResponse:
-        """Runs `send` (one Web API call of `method`) in its turn; retries `ratelimited`."""
+        """Runs `send` (one Web API call of `method`) in its turn; retries `ratelimited`.
+
+        `taken`: the caller already took this call's turn with `pacer.try_take` (a progress
+        update); then a `ratelimited` answer is not retried here: the reply sends newer
+        text later instead."""
         for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
-            await self.pacer.wait(team, method, channel)
+            if not taken or attempt > 1:
+                await self.pacer.wait(team, method, channel)
             try:
                 return await send()
             except SlackApiError as error:
-                if not is_rate_limited(error) or attempt == RATE_LIMIT_ATTEMPTS:
+                if not is_rate_limited(error):
                     raise
                 self.metrics.platform_429s.labels("slack", method).inc()
                 wait = retry_after(error)
                 log.info("slack: %s ratelimited in %s; waiting %.1f s", method, team, wait)
                 self.pacer.hold(team, method, channel, wait)
+                if taken or attempt == RATE_LIMIT_ATTEMPTS:
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover

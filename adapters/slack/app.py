@@ -30,7 +30,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.pacing import SLACK_INTERVALS, Pacer
+from adapters.pacing import SLACK_LIMITS, Pacer
 from bot.commands import Caller, Commands
 from bot.config import ConfigError, Settings
 from bot.engine import Attachment, Conversation, Engine, Turn
@@ -49,6 +49,7 @@ COMMANDS = ("/model", "/credits")  # as manifest.yml declares them
 THREAD_CACHE_SIZE = 256  # threads whose messages are kept in memory
 THREAD_FETCH_LIMIT = 1_000  # messages read from a long thread's start
 USER_TTL_S = 300.0
+KNOWN_THREADS = 10_000  # threads the bot answered in, remembered in memory too
 # Message subtypes written by people; every other subtype (edits, deletions, joins, bot
 # posts) is not addressed to the bot.
 PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
@@ -111,7 +112,7 @@ class SlackBot:
             timeout=aiohttp.ClientTimeout(total=30),
         )
         self.web = AsyncWebClient(token=self._token, base_url=base_url, session=self._session)
-        self.api = SlackApi(self.web, pacer or Pacer(SLACK_INTERVALS), engine.metrics)
+        self.api = SlackApi(self.web, pacer or Pacer(SLACK_LIMITS), engine.metrics)
         self._file_hosts = {urlsplit(base_url).hostname or "", "files.slack.com"}
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         secret = settings.slack_signing_secret
@@ -133,6 +134,7 @@ class SlackBot:
         )
         self._users: dict[str, User] = {}
         self._abilities: dict[str, Abilities] = {}
+        self._bot_threads: OrderedDict[tuple[ChannelKey, str], None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
         self.accepting = True
@@ -226,9 +228,7 @@ class SlackBot:
             return "ignored"  # a channel message; mentions come as app_mention
         team, channel = self._team(body, context), str(event.get("channel", ""))
         key = ChannelKey(PLATFORM, team, channel)
-        if self.settings.slack_follow_threads and await self.engine.store.is_bot_thread(
-            key, str(thread_ts)
-        ):
+        if self.settings.slack_follow_threads and await self._is_bot_thread(key, str(thread_ts)):
             return await self._answer(body, event, context)
         # Not for the bot, but part of a thread it may be asked about later.
         cached = self._threads.get((team, channel, str(thread_ts)))
@@ -268,8 +268,8 @@ class SlackBot:
             show_cost=self.settings.show_cost,
         )
         try:
+            self._mark_thread(conversation.key, thread_ts)
             turns = await self._turns(conversation, event, Identity.of(context))
-            await self.engine.store.mark_thread(conversation.key, thread_ts)
             final = await self.engine.reply(conversation, turns, sink, user_id=user)
         except Exception:
             # A bug of ours, or Slack failing us: say so in the thread rather than vanish.
@@ -280,6 +280,23 @@ class SlackBot:
             thread = self._threads.get((team, channel, thread_ts))
             if thread is not None:
                 thread[f"routerbot:{event['ts']}"] = ThreadMessage("", final.text, from_bot=True)
+
+    def _mark_thread(self, key: ChannelKey, thread_ts: str) -> None:
+        """Remembers a thread the bot answers in: at once in memory, in the store behind."""
+        known = (key, thread_ts)
+        if known in self._bot_threads:
+            return
+        self._bot_threads[known] = None
+        while len(self._bot_threads) > KNOWN_THREADS:
+            self._bot_threads.popitem(last=False)
+        task = asyncio.create_task(self.engine.store.mark_thread(key, thread_ts))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _is_bot_thread(self, key: ChannelKey, thread_ts: str) -> bool:
+        if (key, thread_ts) in self._bot_threads:
+            return True
+        return await self.engine.store.is_bot_thread(key, thread_ts)
 
     async def _say_failed(self, target: Target) -> None:
         try:

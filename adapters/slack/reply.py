@@ -15,7 +15,10 @@ goes out in the next one, and the last call always carries the whole answer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +50,18 @@ MESSAGE_LIMIT = 3_500
 SMALLEST_LIMIT = 500
 THINKING = "_Thinking…_"
 FINAL_ATTEMPTS = 4
+# Progress (one more update while text streams) goes out at most this often per reply...
+STREAM_SPACING_S = 0.25
+EDIT_SPACING_S = 1.0
+# ... and leaves calls of the workspace's window to first and final texts: progress half
+# the window (25 of 50 updates, 50 of 100 appends), a first text this many.
+FIRST_RESERVE = 5
+# A placeholder is posted only while this many updates of the workspace's window are free.
+PLACEHOLDER_HEADROOM = 25
+# A final text waits at most this long for chat.update before it is posted anew.
+FINAL_WAIT_S = 1.0
+# A reply waits at most this long for the workspace's stream budget before it edits.
+STREAM_START_WAIT_S = 0.5
 DELIVERY_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
 
 
@@ -116,10 +131,17 @@ class View:
 class Writer(Protocol):
     started: bool
 
-    async def render(self, view: View) -> None: ...
+    async def render(self, view: View) -> float | None:
+        """Shows progress; returns None when up to date, or the seconds until the budget
+        lets the rest go."""
+
+    async def finish(self, view: View) -> None:
+        """Shows the final text, whatever it takes."""
 
 
 class EditWriter:
+    """`chat.postMessage`, then `chat.update` as the text grows."""
+
     def __init__(self, api: SlackApi, target: Target, limit: int = MESSAGE_LIMIT) -> None:
         self.api = api
         self.target = target
@@ -128,9 +150,17 @@ class EditWriter:
         self.shown: list[tuple[str, tuple[str, ...]]] = []
         self.started = False
 
-    async def render(self, view: View) -> None:
+    async def render(self, view: View) -> float | None:
+        return await self._shrinking(self._render, view)
+
+    async def finish(self, view: View) -> None:
+        await self._shrinking(self._render, view)
+
+    async def _shrinking(
+        self, render: Callable[[View], Awaitable[float | None]], view: View
+    ) -> float | None:
         try:
-            await self._render(view)
+            return await render(view)
         except SlackApiError as error:
             if error_code(error) != "msg_too_long" or self.layout.limit <= SMALLEST_LIMIT:
                 raise
@@ -138,11 +168,12 @@ class EditWriter:
             limit = max(SMALLEST_LIMIT, self.layout.limit // 2)
             log.info("slack: msg_too_long; laying the answer out at %d characters", limit)
             self.layout = Layout(limit)
-            await self.render(view)
+            return await self._shrinking(render, view)
 
-    async def _render(self, view: View) -> None:
+    def _pages(self, view: View) -> list[tuple[str, list[str]]]:
         self.layout.feed(view.text)
         pages = self.layout.pages
+        shown: list[tuple[str, list[str]]] = []
         for index, page in enumerate(pages):
             body = page.rstrip()
             footer: list[str] = []
@@ -151,26 +182,49 @@ class EditWriter:
                     footer = view.footer
                 else:
                     lines = "\n".join(view.activity())
-                    body = "\n\n".join(part for part in (body, lines) if part)
-                    body = body or THINKING
-            await self._put(index, body or "…", footer)
+                    body = "\n\n".join(part for part in (body, lines) if part) or THINKING
+            shown.append((body or "…", footer))
+        return shown
 
-    async def _put(self, index: int, body: str, footer: list[str]) -> None:
-        shown = (body, tuple(footer))
-        if index < len(self.shown) and self.shown[index] == shown:
-            return
+    async def _render(self, view: View) -> float | None:
+        retry: float | None = None
+        placeholder = not (self.posted or view.text or view.final or view.tasks)
+        # A placeholder costs an update later. When the workspace's update budget is busy,
+        # the first text is posted instead, so it does not wait for that budget.
+        if placeholder and self.api.pacer.headroom(self.target.team, "chat.update") < (
+            PLACEHOLDER_HEADROOM
+        ):
+            return None
+        pages = self._pages(view)
+        for index, (body, footer) in enumerate(pages):
+            if index < len(self.shown) and self.shown[index] == (body, tuple(footer)):
+                continue
+            if index >= len(self.posted):
+                await self._post(body, footer)
+                continue
+            if view.final:
+                if self.api.pacer.delay(self.target.team, "chat.update") > FINAL_WAIT_S:
+                    # The workspace's update budget is spent for a while: the final text
+                    # goes out in new messages now, the stale ones are removed later.
+                    await self._repost(index, pages)
+                    return None
+                await self._update(index, body, footer, taken=False)
+                continue
+            # The first text over a placeholder may use most of the budget; more progress
+            # leaves half of it to first and final texts.
+            first = self.shown[index][0] == THINKING
+            wait = self.api.pacer.try_take(
+                self.target.team, "chat.update", reserve=FIRST_RESERVE if first else 25
+            )
+            if wait > 0:
+                retry = wait if retry is None else min(retry, wait)
+                continue
+            await self._update(index, body, footer, taken=True)
+        return retry
+
+    async def _post(self, body: str, footer: list[str]) -> None:
         blocks = [{"type": "markdown", "text": body}, *context_block(footer)]
         web, target = self.api.web, self.target
-        if index < len(self.posted):
-            ts = self.posted[index]
-            await self.api.call(
-                "chat.update",
-                target.team,
-                target.channel,
-                lambda: web.chat_update(channel=target.channel, ts=ts, text=body, blocks=blocks),
-            )
-            self.shown[index] = shown
-            return
         answer = await self.api.call(
             "chat.postMessage",
             target.team,
@@ -186,14 +240,58 @@ class EditWriter:
         )
         self.started = True
         self.posted.append(str(answer["ts"]))
-        self.shown.append(shown)
+        self.shown.append((body, tuple(footer)))
+
+    async def _update(self, index: int, body: str, footer: list[str], *, taken: bool) -> None:
+        blocks = [{"type": "markdown", "text": body}, *context_block(footer)]
+        web, target, ts = self.api.web, self.target, self.posted[index]
+        await self.api.call(
+            "chat.update",
+            target.team,
+            target.channel,
+            lambda: web.chat_update(channel=target.channel, ts=ts, text=body, blocks=blocks),
+            taken=taken,
+        )
+        self.shown[index] = (body, tuple(footer))
+
+    async def _repost(self, index: int, pages: list[tuple[str, list[str]]]) -> None:
+        stale = self.posted[index:]
+        self.posted, self.shown = self.posted[:index], self.shown[:index]
+        for body, footer in pages[index:]:
+            await self._post(body, footer)
+        task = asyncio.create_task(self._delete(stale))
+        _CLEANUPS.add(task)
+        task.add_done_callback(_CLEANUPS.discard)
+
+    async def _delete(self, stale: list[str]) -> None:
+        web, target = self.api.web, self.target
+        for ts in stale:
+            try:
+                await self.api.call(
+                    "chat.delete",
+                    target.team,
+                    target.channel,
+                    functools.partial(web.chat_delete, channel=target.channel, ts=ts),
+                )
+            except DELIVERY_ERRORS as error:
+                log.warning("slack: could not remove a stale message (%s)", _describe(error))
+
+
+# Removals of stale messages still waiting for their budget (see EditWriter._repost).
+_CLEANUPS: set[asyncio.Task[None]] = set()
 
 
 def _markdown(text: str) -> dict[str, str]:
     return {"type": "markdown_text", "text": text}
 
 
+class StreamUnavailable(Exception):
+    """The workspace's budget for new streams is spent: this reply edits instead."""
+
+
 class StreamWriter:
+    """`chat.startStream`, `chat.appendStream` as text arrives, `chat.stopStream`."""
+
     def __init__(self, api: SlackApi, target: Target, limit: int = MESSAGE_LIMIT) -> None:
         self.api = api
         self.target = target
@@ -206,6 +304,8 @@ class StreamWriter:
 
     async def _start(self) -> None:
         web, target = self.api.web, self.target
+        if self.api.pacer.delay(target.team, "chat.startStream") > STREAM_START_WAIT_S:
+            raise StreamUnavailable
         answer = await self.api.call(
             "chat.startStream",
             target.team,
@@ -229,6 +329,7 @@ class StreamWriter:
             target.team,
             target.channel,
             lambda: web.chat_appendStream(channel=target.channel, ts=ts, chunks=chunks),
+            taken=True,
         )
 
     async def _stop(
@@ -246,7 +347,8 @@ class StreamWriter:
         )
         self.ts = None
 
-    async def render(self, view: View) -> None:
+    async def _full_pages(self, view: View) -> None:
+        """Ends the messages that filled up, each with the rest of its text."""
         self.layout.feed(view.text, keep=self.sent)
         while self.finished_pages < len(self.layout.frozen):
             page = self.layout.frozen[self.finished_pages]
@@ -256,30 +358,55 @@ class StreamWriter:
             await self._stop([_markdown(rest)] if rest else [])
             self.finished_pages += 1
             self.sent = 0
-        if self.ts is None:
-            await self._start()
-        page = self.layout.open
-        piece = page[self.sent :]
-        if not view.final and len(page) > self.layout.limit // 2:
-            # Near the end of a message only whole lines go out, so the break to the next
-            # message can fall between lines.
-            piece = piece[: piece.rfind("\n") + 1]
+
+    def _chunks(self, view: View, piece: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
         chunks = [_markdown(piece)] if piece else []
         changed = {i: s for i, (_, s) in view.tasks.items() if self.task_status.get(i) != s}
         chunks += [
             {"type": "task_update", "id": call_id, "title": view.tasks[call_id][0], "status": s}
             for call_id, s in changed.items()
         ]
-        if view.final:
-            await self._stop(chunks, context_block(view.footer))
-        elif chunks:
-            await self._append(chunks)
+        return chunks, changed
+
+    async def render(self, view: View) -> float | None:
+        await self._full_pages(view)
+        if self.ts is None:
+            await self._start()
+        page = self.layout.open
+        piece = page[self.sent :]
+        if len(page) > self.layout.limit // 2:
+            # Near the end of a message only whole lines go out, so the break to the next
+            # message can fall between lines.
+            piece = piece[: piece.rfind("\n") + 1]
+        chunks, changed = self._chunks(view, piece)
+        if not chunks:
+            return None
+        wait = self.api.pacer.try_take(
+            self.target.team, "chat.appendStream", reserve=FIRST_RESERVE if not self.sent else 50
+        )
+        if wait > 0:
+            return wait
+        await self._append(chunks)
         self.sent += len(piece)
+        self.task_status.update(changed)
+        return None
+
+    async def finish(self, view: View) -> None:
+        await self._full_pages(view)
+        if self.ts is None:
+            await self._start()
+        chunks, changed = self._chunks(view, self.layout.open[self.sent :])
+        await self._stop(chunks, context_block(view.footer))
+        self.sent = len(self.layout.open)
         self.task_status.update(changed)
 
 
 class SlackReply:
-    """The engine's sink for one reply in Slack."""
+    """The engine's sink for one reply in Slack.
+
+    A flusher task renders the reply: at once when it starts, then whenever there is news,
+    at most every SPACING seconds per reply (the first text goes out at once) and as the
+    workspace's budget allows; the final text goes out as soon as it is known."""
 
     def __init__(
         self,
@@ -306,7 +433,7 @@ class SlackReply:
         self._tail = ""  # an error or cancellation line after the text
         self._tasks: dict[str, tuple[str, str]] = {}
         self._notices: list[str] = []
-        self._done = False
+        self._done = asyncio.Event()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -326,36 +453,37 @@ class SlackReply:
             self._notices.append(event.text)
         elif isinstance(event, Final):
             self.final = event
-            self._done = True
+            self._done.set()
         elif isinstance(event, Failed):
             self.failed = event
             self._tail = f"⚠️ {event.message}"
-            self._done = True
+            self._done.set()
         elif isinstance(event, Cancelled):
             self._tail = f"_Stopped: {event.reason}._"
-            self._done = True
+            self._done.set()
         elif not isinstance(event, Started):  # pragma: no cover - every event is handled
             raise TypeError(event)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         self._wake.set()
-        if self._done:
+        if self._done.is_set():
             await self._flusher
 
     def _view(self) -> View:
+        done = self._done.is_set()
         text = defang(self._text)
         if self._tail:
             text = f"{text}\n\n{self._tail}" if text.strip() else self._tail
         footer: list[str] = []
         notices = list(self._notices)
-        if self._done and not text.strip():
+        if done and not text.strip():
             text = "\n\n".join(f"_{n}_" for n in notices) or "_No answer._"
             notices = []
         if self.final is not None:
             footer = [footer_line(self.final, show_cost=self.show_cost), *notices]
-        elif self._done:
+        elif done:
             footer = notices
-        return View(text, dict(self._tasks), self._done, footer)
+        return View(text, dict(self._tasks), done, footer)
 
     async def _thinking(self) -> None:
         """Slack's "is thinking…" status under the thread while a stream has no text yet
@@ -378,25 +506,48 @@ class SlackReply:
         except DELIVERY_ERRORS as error:
             log.info("slack: thinking status failed (%s)", _describe(error))
 
+    async def _pause(self, seconds: float | None) -> None:
+        """Waits `seconds` (None: until news), ending early when the reply is done."""
+        waits = [asyncio.ensure_future(self._done.wait())]
+        if seconds is None:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
     async def _flush(self) -> None:
         await self._thinking()
-        while True:
-            await self._wake.wait()
+        spacing = STREAM_SPACING_S if isinstance(self.writer, StreamWriter) else EDIT_SPACING_S
+        last_text = -spacing  # when progress with text last went out
+        retry: float | None = 0.0
+        while not self._done.is_set():
+            await self._pause(retry)
             self._wake.clear()
-            view = self._view()
-            if view.final:
-                await self._deliver_final(view)
-                return
+            if self._done.is_set():
+                break
+            since = time.monotonic() - last_text
+            if self._text and since < spacing:
+                await self._pause(spacing - since)
+                if self._done.is_set():
+                    break
+            had_text = bool(self._text)
             try:
-                await self._render(view)
+                retry = await self._render(self._view(), final=False)
             except DELIVERY_ERRORS as error:
                 # The next update carries this one's text too.
                 log.warning("slack: an update of a reply failed (%s)", _describe(error))
+                retry = 1.0
+            if had_text:
+                last_text = time.monotonic()
+        await self._deliver_final()
 
-    async def _deliver_final(self, view: View) -> None:
+    async def _deliver_final(self) -> None:
+        view = self._view()
         for attempt in range(1, FINAL_ATTEMPTS + 1):
             try:
-                await self._render(view)
+                await self._render(view, final=True)
                 return
             except DELIVERY_ERRORS as error:
                 log.warning(
@@ -405,10 +556,15 @@ class SlackReply:
                 await asyncio.sleep(attempt)
         log.error("slack: gave up delivering a reply in %s", self.target.channel)
 
-    async def _render(self, view: View) -> None:
+    async def _render(self, view: View, *, final: bool) -> float | None:
         writer = self.writer
         try:
-            await writer.render(view)
+            if final:
+                await writer.finish(view)
+                return None
+            return await writer.render(view)
+        except StreamUnavailable:
+            log.info("slack: the workspace's stream budget is spent; editing this reply")
         except SlackApiError as error:
             if not isinstance(writer, StreamWriter) or is_rate_limited(error):
                 raise
@@ -419,8 +575,11 @@ class SlackReply:
             else:
                 # A stream broke half-way: the answer goes out whole in new messages.
                 log.warning("slack: a stream broke (%s); posting the answer", error_code(error))
-            self.writer = EditWriter(self.api, self.target, self.limit)
-            await self.writer.render(view)
+        self.writer = EditWriter(self.api, self.target, self.limit)
+        if final:
+            await self.writer.finish(view)
+            return None
+        return await self.writer.render(view)
 
 
 def _describe(error: BaseException) -> str:

@@ -276,7 +276,8 @@ class FakeDiscord:
         """N people mention the bot at once, each in a channel of their own."""
         options = await request.json()
         count, prefix = int(options["n"]), str(options.get("prefix", "question"))
-        channels = self.bench_channels()[:count]
+        offset = int(options.get("offset", 0))
+        channels = self.bench_channels()[offset : offset + count]
         for i in range(count):
             self.add_user(str(800_000 + i), f"Person {i}")
 

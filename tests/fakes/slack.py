@@ -117,6 +117,7 @@ class FakeSlack:
         self.deliveries: list[tuple[dict[str, Any], int]] = []  # (envelope, HTTP status)
         # (event type, sent, answered), time.monotonic(): how fast the bot acknowledges.
         self.acks: list[tuple[str, float, float]] = []
+        self.sent_at: dict[str, float] = {}  # channel -> when a benchmark's mention went out
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.downloads: list[str] = []
         self._sockets: list[web.WebSocketResponse] = []
@@ -437,17 +438,17 @@ class FakeSlack:
         """N people mention the bot at once, each in a channel of their own."""
         options = await request.json()
         count, prefix = int(options["n"]), str(options.get("prefix", "question"))
+        tag = str(options.get("channels", "CB"))  # channel and user ids: CB0000, UB0000, ...
         for i in range(count):
-            self.add_user(f"UB{i:04d}", f"Person {i}")
-        sent: dict[str, float] = {}
+            self.add_user(f"U{tag[1:]}{i:04d}", f"Person {i}")
 
         async def one(i: int) -> str:
-            channel = f"CB{i:04d}"
-            sent[channel] = time.monotonic()
-            return await self.say(f"UB{i:04d}", channel, f"<@{BOT_USER_ID}> {prefix} {i}")
+            channel = f"{tag}{i:04d}"
+            self.sent_at[channel] = time.monotonic()
+            return await self.say(f"U{tag[1:]}{i:04d}", channel, f"<@{BOT_USER_ID}> {prefix} {i}")
 
         threads = await asyncio.gather(*(one(i) for i in range(count)))
-        return web.json_response({"sent": sent, "threads": threads})
+        return web.json_response({"threads": threads})
 
     async def _control_commands(self, request: web.Request) -> web.Response:
         options = await request.json()
@@ -487,6 +488,7 @@ class FakeSlack:
                     for c in self.calls
                 ],
                 "acks": self.acks,
+                "sent_at": self.sent_at,
                 "responses": len(self.responses),
             }
         )
