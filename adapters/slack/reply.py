@@ -56,8 +56,9 @@ EDIT_SPACING_S = 1.0
 # ... and leaves calls of the workspace's window to first and final texts: progress half
 # the window (25 of 50 updates, 50 of 100 appends), a first text this many.
 FIRST_RESERVE = 5
-# A placeholder is posted only while this many updates of the workspace's window are free.
-PLACEHOLDER_HEADROOM = 25
+# A placeholder is posted only while this many updates of the workspace's window are free
+# beyond those the placeholders already posted will need.
+PLACEHOLDER_HEADROOM = 10
 # A final text waits at most this long for chat.update before it is posted anew.
 FINAL_WAIT_S = 1.0
 # A reply waits at most this long for the workspace's stream budget before it edits.
@@ -101,6 +102,8 @@ class Abilities:
 
     streaming: bool = True  # chat.startStream and friends
     status: bool = True  # assistant.threads.setStatus
+    # Placeholders posted and still waiting for the update that gives them their text.
+    placeholders: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,26 @@ class Writer(Protocol):
 class EditWriter:
     """`chat.postMessage`, then `chat.update` as the text grows."""
 
-    def __init__(self, api: SlackApi, target: Target, limit: int = MESSAGE_LIMIT) -> None:
+    def __init__(
+        self,
+        api: SlackApi,
+        target: Target,
+        limit: int = MESSAGE_LIMIT,
+        abilities: Abilities | None = None,
+    ) -> None:
         self.api = api
         self.target = target
         self.layout = Layout(limit)
+        self.abilities = abilities or Abilities()
         self.posted: list[str] = []  # ts of each message
         self.shown: list[tuple[str, tuple[str, ...]]] = []
         self.started = False
+        self.waiting = False  # this reply's placeholder still waits for its first text
+
+    def _placeholder_done(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.abilities.placeholders -= 1
 
     async def render(self, view: View) -> float | None:
         return await self._shrinking(self._render, view)
@@ -189,12 +205,15 @@ class EditWriter:
     async def _render(self, view: View) -> float | None:
         retry: float | None = None
         placeholder = not (self.posted or view.text or view.final or view.tasks)
-        # A placeholder costs an update later. When the workspace's update budget is busy,
-        # the first text is posted instead, so it does not wait for that budget.
-        if placeholder and self.api.pacer.headroom(self.target.team, "chat.update") < (
-            PLACEHOLDER_HEADROOM
-        ):
-            return None
+        if placeholder:
+            # A placeholder claims an update for its first text. When the workspace's
+            # update budget has no room for it, the first text is posted instead, so it
+            # does not wait for that budget.
+            free = self.api.pacer.headroom(self.target.team, "chat.update")
+            if free - self.abilities.placeholders < PLACEHOLDER_HEADROOM:
+                return None
+            self.waiting = True
+            self.abilities.placeholders += 1
         pages = self._pages(view)
         for index, (body, footer) in enumerate(pages):
             if index < len(self.shown) and self.shown[index] == (body, tuple(footer)):
@@ -203,6 +222,7 @@ class EditWriter:
                 await self._post(body, footer)
                 continue
             if view.final:
+                self._placeholder_done()
                 if self.api.pacer.delay(self.target.team, "chat.update") > FINAL_WAIT_S:
                     # The workspace's update budget is spent for a while: the final text
                     # goes out in new messages now, the stale ones are removed later.
@@ -210,16 +230,18 @@ class EditWriter:
                     return None
                 await self._update(index, body, footer, taken=False)
                 continue
-            # The first text over a placeholder may use most of the budget; more progress
-            # leaves half of it to first and final texts.
+            # The first text over a placeholder has its update claimed; more progress
+            # leaves half of the budget to first and final texts.
             first = self.shown[index][0] == THINKING
             wait = self.api.pacer.try_take(
-                self.target.team, "chat.update", reserve=FIRST_RESERVE if first else 25
+                self.target.team, "chat.update", reserve=0 if first else 25
             )
             if wait > 0:
                 retry = wait if retry is None else min(retry, wait)
                 continue
             await self._update(index, body, footer, taken=True)
+            if first:
+                self._placeholder_done()
         return retry
 
     async def _post(self, body: str, footer: list[str]) -> None:
@@ -425,7 +447,7 @@ class SlackReply:
         self.writer: Writer = (
             StreamWriter(api, target, limit)
             if abilities.streaming
-            else EditWriter(api, target, limit)
+            else EditWriter(api, target, limit, abilities)
         )
         self.final: Final | None = None
         self.failed: Failed | None = None
@@ -575,7 +597,7 @@ class SlackReply:
             else:
                 # A stream broke half-way: the answer goes out whole in new messages.
                 log.warning("slack: a stream broke (%s); posting the answer", error_code(error))
-        self.writer = EditWriter(self.api, self.target, self.limit)
+        self.writer = EditWriter(self.api, self.target, self.limit, self.abilities)
         if final:
             await self.writer.finish(view)
             return None
