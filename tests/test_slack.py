@@ -700,3 +700,59 @@ async def test_an_image_goes_to_a_model_that_takes_images(
     content = chat_bodies(fake)[0]["messages"][-1]["content"]
     assert content[0] == {"type": "text", "text": "Alice: what is this?"}
     assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+# -- under load: the workspace's budgets -------------------------------------------------
+
+
+async def test_when_the_update_budget_is_spent_the_final_text_is_posted_anew(
+    harness: Factory, fake: FakeOpenRouter
+) -> None:
+    async with other_slack(streaming=False) as busy:
+        h = await harness(on=busy)
+        # One update a minute in this workspace: progress takes it, so the final text
+        # cannot wait for the next.
+        h.bot.api.pacer = Pacer({**FAST, "chat.update": (1, 60.0)})
+        answer = " ".join(f"w{i}" for i in range(120))
+        fake.script(MODEL, Reply(text=answer, tokens_per_s=300))
+        ts = await busy.say("U1", "C1", f"{MENTION} go")
+        await h.reply_to("C1", ts)
+        await eventually(lambda: busy.count("chat.delete") == 1, "the stale message's removal")
+        (message,) = busy.replies_to("C1", ts)
+        assert message.text == answer
+        assert message.footer() == ["openrouter/openai/gpt-4o-mini"]
+        removed = [m for m in busy.thread("C1", ts) if m.deleted]
+        assert len(removed) == 1
+        partial = [text for _, text in removed[0].timeline if text][-1]
+        assert answer.startswith(partial), "the removed message held the start of the answer"
+        assert len(partial) < len(answer)
+
+
+async def test_no_placeholder_when_the_update_budget_is_busy(
+    harness: Factory, fake: FakeOpenRouter
+) -> None:
+    async with other_slack(streaming=False) as busy:
+        h = await harness(on=busy)
+        h.bot.api.pacer = Pacer({**FAST, "chat.update": (5, 60.0)})
+        fake.script(MODEL, Reply(text="Straight to the point.", ttft_s=0.2))
+        ts = await busy.say("U1", "C1", f"{MENTION} go")
+        (message,) = await h.reply_to("C1", ts)
+        # The first thing posted is the text itself, not a placeholder needing an update.
+        assert [text for _, text in message.timeline] == ["Straight to the point."]
+        assert busy.count("chat.update") == 0
+
+
+async def test_when_the_stream_budget_is_spent_the_reply_edits(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
+) -> None:
+    h = await harness()
+    h.bot.api.pacer = Pacer({**FAST, "chat.startStream": (1, 60.0)})
+    fake.script(MODEL, Reply(text="First, streamed."))
+    first = await slack.say("U1", "C1", f"{MENTION} one")
+    await h.reply_to("C1", first)
+    fake.script(MODEL, Reply(text="Second, posted."))
+    second = await slack.say("U1", "C2", f"{MENTION} two")
+    (message,) = await h.reply_to("C2", second, count=2)
+    assert message.text == "Second, posted."
+    assert slack.count("chat.startStream") == 1
+    assert h.bot._abilities[TEAM_ID].streaming, "a spent budget is not a refusal"
