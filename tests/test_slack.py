@@ -357,6 +357,12 @@ async def test_a_bad_signature_is_refused_and_nothing_is_answered(
         {"type": "app_mention", "channel": "C1", "user": "U1", "text": "hi", "ts": ts}
     )
     assert await slack.deliver(envelope, secret="not-the-secret") == 401
+    plain = slack.envelope(
+        {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": ts,
+         "channel_type": "channel"}
+    )  # fmt: skip
+    assert await slack.deliver(plain, secret="not-the-secret") == 401
+    assert await slack.deliver(plain) == 200  # signed, and not for the bot
     stale = json.dumps(envelope)
     assert slack.events_url is not None
     headers = {
@@ -367,7 +373,7 @@ async def test_a_bad_signature_is_refused_and_nothing_is_answered(
         assert response.status == 401
     status, _ = await slack.command("/model", "", user="U1", secret="wrong")
     assert status == 401
-    assert sum(h.bot.outcomes.values()) == 0
+    assert h.bot.outcomes == {"ignored": 1}
     assert not fake.chat_requests()
     assert not slack.replies_to("C1", ts)
     assert not slack.responses
