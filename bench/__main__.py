@@ -241,7 +241,16 @@ async def measure(case: Case, session: aiohttp.ClientSession, fake: str, router:
     commands = "/_fake/commands" if case.platform == "slack" else "/_fake/interactions"
     acks_before = len(records.get("acks", [])) if case.platform == "slack" else 0
     await fetch(session, "POST", fake + commands, json={"n": n})
-    await asyncio.sleep(1.0)  # the bot answers commands after acking them
+
+    async def acknowledged() -> bool:
+        # Slack: the fake records each ack as its request returns. Discord: an interaction
+        # is answered by a callback that arrives after its dispatch.
+        if case.platform == "slack":
+            return True
+        found = await fetch(session, "GET", fake + "/_fake/records")
+        return sum(1 for _, done in found["interactions"] if done is not None) >= n
+
+    await wait_for(acknowledged, 60, "the commands' answers")
     after = await fetch(session, "GET", fake + "/_fake/records")
     if case.platform == "slack":
         analyse_slack(case, records, streams, skip_calls)
