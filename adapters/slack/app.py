@@ -42,7 +42,7 @@ from bot.tools import ToolError
 
 from .api import SlackApi
 from .blocks import document_blocks, document_fallback
-from .reply import DELIVERY_ERRORS, Abilities, SlackReply, Target
+from .reply import CLEANUPS, DELIVERY_ERRORS, Abilities, SlackReply, Target
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,11 @@ class SlackBot:
         await self.stop_events()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=wait_s)
+        # Removals of stale messages still waiting for their budget are cosmetic: dropped.
+        cleanups = list(CLEANUPS)
+        for task in cleanups:
+            task.cancel()
+        await asyncio.gather(*cleanups, return_exceptions=True)
         await self._http.aclose()
         await self._session.close()
 

@@ -282,8 +282,8 @@ class EditWriter:
         for body, footer in pages[index:]:
             await self._post(body, footer)
         task = asyncio.create_task(self._delete(stale))
-        _CLEANUPS.add(task)
-        task.add_done_callback(_CLEANUPS.discard)
+        CLEANUPS.add(task)
+        task.add_done_callback(CLEANUPS.discard)
 
     async def _delete(self, stale: list[str]) -> None:
         web, target = self.api.web, self.target
@@ -300,7 +300,7 @@ class EditWriter:
 
 
 # Removals of stale messages still waiting for their budget (see EditWriter._repost).
-_CLEANUPS: set[asyncio.Task[None]] = set()
+CLEANUPS: set[asyncio.Task[None]] = set()
 
 
 def _markdown(text: str) -> dict[str, str]:
