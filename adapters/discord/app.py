@@ -35,7 +35,8 @@ PLATFORM = "discord"
 DEFAULT_API = "https://discord.com/api/v10"
 MAX_CHAIN = 20  # messages of a reply chain read as context
 THREAD_HISTORY = 50  # messages of a thread read as context
-CACHE_SIZE = 1_000  # messages and attachments kept for reply chains
+CACHE_SIZE = 1_000  # messages kept for reply chains
+FILE_CACHE_BYTES = 50_000_000  # attachments kept, so a chain's files are read once
 CHOICES = 25  # Discord shows at most 25 autocomplete choices
 DEFER_AFTER_S = 2.0  # Discord wants an answer within 3 s
 EMBED_FIELD_LIMIT = 1_024
@@ -326,7 +327,7 @@ class DiscordBot:
         except discord.HTTPException:
             return None
         self._files[file.id] = data
-        while len(self._files) > CACHE_SIZE // 10:
+        while sum(len(kept) for kept in self._files.values()) > FILE_CACHE_BYTES:
             self._files.popitem(last=False)
         return data
 
