@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-# Benchmarks (not tests: CI does not run them). `make bench ARGS="--quick"` for a short run.
+# Benchmarks (not tests: CI does not run them). `make bench BENCH_ARGS=--quick` for a short run.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
