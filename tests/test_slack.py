@@ -762,3 +762,21 @@ async def test_when_the_stream_budget_is_spent_the_reply_edits(
     assert message.text == "Second, posted."
     assert slack.count("chat.startStream") == 1
     assert h.bot._abilities[TEAM_ID].streaming, "a spent budget is not a refusal"
+
+
+async def test_images_held_for_threads_are_bounded(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.slack.app.IMAGE_CACHE_BYTES", 3_000)
+    h = await harness()
+    fake.script(MODEL, Reply(text="A picture."))
+    roots = []
+    for channel in ("C1", "C2"):
+        picture = slack.add_file("p.png", b"\x89PNG" + b"\x00" * 2_000, "image/png")
+        roots.append(await slack.say("U1", channel, f"{MENTION} look", files=[picture]))
+        await h.reply_to(channel, roots[-1], count=len(roots))
+    # The first thread's image made room for the second's: asked again, the bot reads
+    # that thread anew from Slack instead of from memory.
+    await slack.say("U1", "C1", f"{MENTION} and now?", thread_ts=roots[0])
+    await h.reply_to("C1", roots[0], count=3)
+    assert slack.count("conversations.replies") == 1

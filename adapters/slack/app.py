@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 COMMANDS = ("/model", "/credits")  # as manifest.yml declares them
 THREAD_CACHE_SIZE = 256  # threads whose messages are kept in memory
+IMAGE_CACHE_BYTES = 50_000_000  # images those threads may hold, for models that see them
 THREAD_FETCH_LIMIT = 1_000  # messages read from a long thread's start
 USER_TTL_S = 300.0
 KNOWN_THREADS = 10_000  # threads the bot answered in, remembered in memory too
@@ -371,11 +372,26 @@ class SlackBot:
             if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
                 await self._fetch_thread(conversation, thread, me)
             self._threads[key] = thread
-            while len(self._threads) > THREAD_CACHE_SIZE:
-                self._threads.popitem(last=False)
         self._threads.move_to_end(key)
         thread.setdefault(str(event["ts"]), self._message(event))
+        self._trim_threads()
         return thread
+
+    def _trim_threads(self) -> None:
+        """Forgets the least recently used threads beyond THREAD_CACHE_SIZE, or while the
+        images they hold pass IMAGE_CACHE_BYTES (the newest thread always stays)."""
+
+        def image_bytes(thread: OrderedDict[str, ThreadMessage]) -> int:
+            return sum(
+                len(a.data or b"") for m in thread.values() for a in m.attachments if a.is_image
+            )
+
+        total = sum(image_bytes(t) for t in self._threads.values())
+        while len(self._threads) > 1 and (
+            len(self._threads) > THREAD_CACHE_SIZE or total > IMAGE_CACHE_BYTES
+        ):
+            _, oldest = self._threads.popitem(last=False)
+            total -= image_bytes(oldest)
 
     async def _fetch_thread(
         self, conversation: Conversation, thread: OrderedDict[str, ThreadMessage], me: Identity
@@ -462,6 +478,7 @@ class SlackBot:
             attachment = Attachment(name, mime, data)
             if attachment.is_image:
                 message.attachments.append(attachment)
+                self._trim_threads()
                 continue
             try:
                 saved = await self.engine.save_attachment(conversation, attachment)
