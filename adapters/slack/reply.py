@@ -204,6 +204,8 @@ class EditWriter:
 
     async def _render(self, view: View) -> float | None:
         retry: float | None = None
+        if view.final:
+            self._placeholder_done()  # whatever happens now, it no longer waits
         placeholder = not (self.posted or view.text or view.final or view.tasks)
         if placeholder:
             # A placeholder claims an update for its first text. When the workspace's
@@ -222,7 +224,6 @@ class EditWriter:
                 await self._post(body, footer)
                 continue
             if view.final:
-                self._placeholder_done()
                 if self.api.pacer.delay(self.target.team, "chat.update") > FINAL_WAIT_S:
                     # The workspace's update budget is spent for a while: the final text
                     # goes out in new messages now, the stale ones are removed later.
