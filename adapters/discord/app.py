@@ -423,6 +423,8 @@ class DiscordBot:
                 await interaction.response.defer(ephemeral=True, thinking=True)
             doc = await work
         except Exception:
+            # The command's own errors come back as documents; this is a bug of ours, and
+            # the caller still gets an answer.
             log.exception("discord: /%s %s failed", command, text)
             doc = Document(
                 "Something went wrong",

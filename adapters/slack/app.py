@@ -556,6 +556,8 @@ class SlackBot:
                 str(body.get("command", "")), str(body.get("text", "")), key, caller
             )
         except Exception:
+            # The command's own errors come back as documents; this is a bug of ours, and
+            # the caller still gets an answer.
             log.exception("slack: %s failed", body.get("command"))
             doc = Document(
                 "Something went wrong",
