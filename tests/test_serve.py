@@ -123,6 +123,20 @@ async def test_serve_answers_discord_and_stops_on_sigterm(
         )  # fmt: skip
         try:
             await discord_fake.connected()
+            # Without Slack, the HTTP listener still answers health, readiness and metrics.
+            base = f"http://127.0.0.1:{env['PORT']}"
+            ready: dict[str, object] = {}
+            async with aiohttp.ClientSession() as session:
+                for _ in range(200):  # at most 10 s for discord.py to call itself ready
+                    async with session.get(base + "/readyz") as response:
+                        ready = await response.json()
+                    if ready.get("ok"):
+                        break
+                    await asyncio.sleep(0.05)
+                async with session.get(base + "/metrics") as response:
+                    assert response.status == 200
+            assert ready == {"ok": True, "checks": {"store": True, "discord": True,
+                                                    "catalogue": True}}  # fmt: skip
             fake.script("openai/gpt-4o-mini", Reply(text="Served on Discord."))
             asked = await discord_fake.say(
                 "100", CHANNEL_ID, f"<@{DISCORD_BOT}> up?", mentions=[DISCORD_BOT]

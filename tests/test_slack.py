@@ -386,6 +386,7 @@ async def test_socket_mode_answers_a_mention(
     assert slack.events_url is None
     open_calls = [c for c in slack.calls if c.method == "apps.connections.open"]
     assert len(open_calls) == 1, "apps.connections.open went to SLACK_API_BASE_URL"
+    assert await h.bot.ready(), "/readyz counts the socket as connected"
     fake.script(MODEL, Reply(text="Over the socket."))
     ts = await slack.say("U1", "C1", f"{MENTION} are you there?")
     (message,) = await h.reply_to("C1", ts)
