@@ -781,3 +781,16 @@ async def test_images_held_for_threads_are_bounded(
     await slack.say("U1", "C1", f"{MENTION} and now?", thread_ts=roots[0])
     await h.reply_to("C1", roots[0], count=3)
     assert slack.count("conversations.replies") == 1
+
+
+async def test_at_most_ten_files_are_read_from_one_message(
+    harness: Factory, slack: FakeSlack, fake: FakeOpenRouter
+) -> None:
+    h = await harness()
+    files = [slack.add_file(f"f{i}.txt", f"file {i}".encode()) for i in range(12)]
+    fake.script(MODEL, Reply(text="Many files."))
+    ts = await slack.say("U1", "C1", f"{MENTION} read these", files=files)
+    await h.reply_to("C1", ts)
+    assert len(slack.downloads) == 10
+    content = chat_bodies(fake)[0]["messages"][-1]["content"]
+    assert "(f10.txt and the rest: the bot reads 10 files)" in content

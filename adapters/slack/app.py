@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 COMMANDS = ("/model", "/credits")  # as manifest.yml declares them
 THREAD_CACHE_SIZE = 256  # threads whose messages are kept in memory
+FILES_PER_MESSAGE = 10  # files read from one message (Slack allows more)
 IMAGE_CACHE_BYTES = 50_000_000  # images those threads may hold, for models that see them
 THREAD_FETCH_LIMIT = 1_000  # messages read from a long thread's start
 USER_TTL_S = 300.0
@@ -461,8 +462,11 @@ class SlackBot:
         message.files_read = True
         notes: list[str] = []
         cap = int(self.settings.max_attachment_mb * 1_000_000)
-        for file in message.files:
+        for number, file in enumerate(message.files):
             name = str(file.get("name") or file.get("title") or file.get("id") or "file")
+            if number >= FILES_PER_MESSAGE:
+                notes.append(f"({name} and the rest: the bot reads {FILES_PER_MESSAGE} files)")
+                break
             mime = str(file.get("mimetype") or "application/octet-stream")
             url = str(file.get("url_private_download") or file.get("url_private") or "")
             size = int(file.get("size") or 0)
