@@ -134,6 +134,18 @@ class Final:
     generation_id: str | None
     notices: list[str] = field(default_factory=list)
 
+    def summary(self, *, cost: bool, tokens: bool = False) -> str:
+        """The footer line of an answer: "openrouter/x/y · passed over ... · $0.0012"."""
+        parts = [display_model(self.model)]
+        if self.passed_over:
+            passed = ", ".join(display_model(p.model) for p in self.passed_over)
+            parts.append(f"passed over {passed}")
+        if tokens:
+            parts.append(f"{self.usage.total_tokens:,} tokens")
+        if cost and self.cost is not None:
+            parts.append(usd(self.cost))
+        return " · ".join(parts)
+
 
 @dataclass(frozen=True)
 class Failed:

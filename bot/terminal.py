@@ -26,24 +26,14 @@ from .engine import (
     ToolStarted,
     Turn,
 )
-from .formatting import document_text, usd
-from .openrouter import display_model, resolve
+from .formatting import document_text
+from .openrouter import resolve
 from .store import ChannelKey
 
 PLATFORM = "terminal"
 WORKSPACE = "local"
 CHANNEL = "terminal"
 TERMINAL_KEY = ChannelKey(PLATFORM, WORKSPACE, CHANNEL)
-
-
-def footer(final: Final) -> str:
-    parts = [display_model(final.model)]
-    if final.passed_over:
-        parts.append("passed over " + ", ".join(display_model(p.model) for p in final.passed_over))
-    parts.append(f"{final.usage.total_tokens:,} tokens")
-    if final.cost is not None:
-        parts.append(usd(final.cost))
-    return " · ".join(parts)
 
 
 class TextSink:
@@ -67,7 +57,7 @@ class TextSink:
         elif isinstance(event, Final):
             self.out.write("\n")
             self.out.flush()
-            print(f"[{footer(event)}]", file=self.err, flush=True)
+            print(f"[{event.summary(cost=True, tokens=True)}]", file=self.err, flush=True)
         elif isinstance(event, Failed):
             self.failed = True
             if event.partial_text:

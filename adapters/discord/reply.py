@@ -17,26 +17,13 @@ import contextlib
 import logging
 import re
 import time
-from dataclasses import dataclass
 
 import discord
 
 from adapters.pacing import Pacer
+from adapters.reply import ReplySink
 from adapters.text import Layout
-from bot.engine import (
-    Cancelled,
-    Delta,
-    Failed,
-    Final,
-    Notice,
-    ReplyEvent,
-    Started,
-    ToolFinished,
-    ToolStarted,
-)
-from bot.formatting import usd
 from bot.metrics import Metrics
-from bot.openrouter import display_model
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +39,6 @@ SPACING_S = 1.0
 PROGRESS_RESERVE = 1
 FINAL_ATTEMPTS = 4
 SILENT = discord.AllowedMentions.none()
-
-
-def footer_line(final: Final, *, show_cost: bool) -> str:
-    parts = [display_model(final.model)]
-    if final.passed_over:
-        parts.append("passed over " + ", ".join(display_model(p.model) for p in final.passed_over))
-    if show_cost and final.cost is not None:
-        parts.append(usd(final.cost))
-    return " · ".join(parts)
 
 
 def discord_pacer() -> Pacer:
@@ -93,14 +71,7 @@ def subtext(line: str) -> str:
     return "-# " + line.replace("\n", " ")
 
 
-@dataclass
-class _State:
-    text: str = ""
-    tail: str = ""  # an error or cancellation line after the text
-    done: bool = False
-
-
-class DiscordReply:
+class DiscordReply(ReplySink):
     """The engine's sink for one reply in Discord, answering `source`."""
 
     def __init__(
@@ -112,53 +83,19 @@ class DiscordReply:
         page_limit: int = MESSAGE_LIMIT - TRAILER_ROOM,
         spacing_s: float = SPACING_S,
     ) -> None:
+        super().__init__()
         self.source = source
         self.spacing_s = spacing_s
         self.channel = source.channel
         self.pacer = pacer
         self.show_cost = show_cost
         self.layout = Layout(page_limit)
-        self.final: Final | None = None
-        self.failed: Failed | None = None
         self.posted: list[discord.Message] = []
         self._shown: list[str] = []
-        self._state = _State()
-        self._tasks: dict[str, tuple[str, str]] = {}
-        self._notices: list[str] = []
-        self._wake = asyncio.Event()
-        self._done = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
 
-    async def emit(self, event: ReplyEvent) -> None:
-        state = self._state
-        if isinstance(event, Started):
-            self._typing = asyncio.create_task(self._keep_typing())
-        elif isinstance(event, Delta):
-            state.text += event.text
-        elif isinstance(event, ToolStarted):
-            self._tasks[event.call_id] = (event.activity, "running")
-        elif isinstance(event, ToolFinished):
-            title = self._tasks.get(event.call_id, (event.name, ""))[0]
-            self._tasks[event.call_id] = (title, "done" if event.ok else "failed")
-        elif isinstance(event, Notice):
-            self._notices.append(event.text)
-        elif isinstance(event, Final):
-            self.final = event
-            state.done = True
-        elif isinstance(event, Failed):
-            self.failed = event
-            state.tail = f"⚠️ {event.message}"
-            state.done = True
-        elif isinstance(event, Cancelled):
-            state.tail = f"*Stopped: {event.reason}.*"
-            state.done = True
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        self._wake.set()
-        if state.done:
-            self._done.set()
-            await self._flusher
+    def _started(self) -> None:
+        self._typing = asyncio.create_task(self._keep_typing())
 
     async def _keep_typing(self) -> None:
         """Typing lasts 10 s; `typing()` renews it until the first message is posted."""
@@ -170,36 +107,13 @@ class DiscordReply:
         if self._typing is not None:
             self._typing.cancel()
 
-    def _text(self) -> str:
-        state = self._state
-        text = state.text
-        if state.tail:
-            text = f"{text}\n\n{state.tail}" if text.strip() else state.tail
-        if state.done and not text.strip():
-            text = "\n".join(f"*{n}*" for n in self._notices) or "*No answer.*"
-        return text
-
     def _trailer(self) -> list[str]:
-        if not self._state.done:
-            marks = {"running": "…", "done": ": done", "failed": ": failed"}
-            return [subtext(f"{title}{marks[status]}") for title, status in self._tasks.values()]
-        lines = []
+        if not self._done.is_set():
+            return [subtext(line) for line in self.activity()]
+        lines = [subtext(n) for n in self.closing_notices()]
         if self.final is not None:
-            lines.append(subtext(footer_line(self.final, show_cost=self.show_cost)))
-        if self._state.text.strip() or self._state.tail:
-            lines += [subtext(n) for n in self._notices]
+            lines.insert(0, subtext(self.final.summary(cost=self.show_cost)))
         return lines
-
-    async def _pause(self, seconds: float | None) -> None:
-        """Waits `seconds` (None: until news), ending early when the reply is done."""
-        waits = [asyncio.ensure_future(self._done.wait())]
-        if seconds is None:
-            waits.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
 
     async def _flush(self) -> None:
         last = -self.spacing_s  # when progress last went out
@@ -210,7 +124,7 @@ class DiscordReply:
                 self._wake.clear()
                 if self._done.is_set():
                     break
-                if not self._state.text and not self._tasks:
+                if not self._text and not self._tasks:
                     retry = None
                     continue  # the typing indicator says enough until there is something
                 since = time.monotonic() - last
@@ -244,7 +158,7 @@ class DiscordReply:
         """Shows the reply; returns None, or the seconds until the channel's budget lets
         a progress edit go."""
         retry: float | None = None
-        self.layout.feed(self._text())
+        self.layout.feed(self.answer(self._text))
         pages = self.layout.pages
         trailer = self._trailer()
         for index, page in enumerate(pages):

@@ -25,20 +25,8 @@ from typing import Any, Protocol
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
+from adapters.reply import ReplySink
 from adapters.text import Layout
-from bot.engine import (
-    Cancelled,
-    Delta,
-    Failed,
-    Final,
-    Notice,
-    ReplyEvent,
-    Started,
-    ToolFinished,
-    ToolStarted,
-)
-from bot.formatting import usd
-from bot.openrouter import display_model
 
 from .api import SlackApi, error_code, is_rate_limited
 
@@ -80,15 +68,6 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def footer_line(final: Final, *, show_cost: bool) -> str:
-    parts = [display_model(final.model)]
-    if final.passed_over:
-        parts.append("passed over " + ", ".join(display_model(p.model) for p in final.passed_over))
-    if show_cost and final.cost is not None:
-        parts.append(usd(final.cost))
-    return " · ".join(parts)
-
-
 def context_block(lines: list[str]) -> list[dict[str, Any]]:
     if not lines:
         return []
@@ -124,11 +103,7 @@ class View:
     tasks: dict[str, tuple[str, str]]  # tool call id -> (activity line, status)
     final: bool
     footer: list[str] = field(default_factory=list)  # context lines of the last message
-
-    def activity(self) -> list[str]:
-        """A line per tool call of this reply, while it runs: "_Reading a.txt…_"."""
-        marks = {"in_progress": "…", "complete": ": done", "error": ": failed"}
-        return [f"_{title}{marks.get(status, '')}_" for title, status in self.tasks.values()]
+    activity: list[str] = field(default_factory=list)  # "_Reading a.txt…_", while it runs
 
 
 class Writer(Protocol):
@@ -197,7 +172,7 @@ class EditWriter:
                 if view.final:
                     footer = view.footer
                 else:
-                    lines = "\n".join(view.activity())
+                    lines = "\n".join(view.activity)
                     body = "\n\n".join(part for part in (body, lines) if part) or THINKING
             shown.append((body or "…", footer))
         return shown
@@ -424,7 +399,7 @@ class StreamWriter:
         self.task_status.update(changed)
 
 
-class SlackReply:
+class SlackReply(ReplySink):
     """The engine's sink for one reply in Slack.
 
     A flusher task renders the reply: at once when it starts, then whenever there is news,
@@ -440,6 +415,7 @@ class SlackReply:
         show_cost: bool,
         limit: int = MESSAGE_LIMIT,
     ) -> None:
+        super().__init__()
         self.api = api
         self.target = target
         self.abilities = abilities
@@ -450,63 +426,14 @@ class SlackReply:
             if abilities.streaming
             else EditWriter(api, target, limit, abilities)
         )
-        self.final: Final | None = None
-        self.failed: Failed | None = None
-        self._text = ""
-        self._tail = ""  # an error or cancellation line after the text
-        self._tasks: dict[str, tuple[str, str]] = {}
-        self._notices: list[str] = []
-        self._done = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    async def emit(self, event: ReplyEvent) -> None:
-        if isinstance(event, Delta):
-            self._text += event.text
-        elif isinstance(event, ToolStarted):
-            self._tasks[event.call_id] = (event.activity, "in_progress")
-        elif isinstance(event, ToolFinished):
-            title = self._tasks.get(event.call_id, (event.name, ""))[0]
-            self._tasks[event.call_id] = (title, "complete" if event.ok else "error")
-        elif isinstance(event, Notice):
-            self._notices.append(event.text)
-        elif isinstance(event, Final):
-            self.final = event
-            self._done.set()
-        elif isinstance(event, Failed):
-            self.failed = event
-            self._tail = f"⚠️ {event.message}"
-            self._done.set()
-        elif isinstance(event, Cancelled):
-            self._tail = f"_Stopped: {event.reason}._"
-            self._done.set()
-        elif not isinstance(event, Started):  # pragma: no cover - every event is handled
-            raise TypeError(event)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        self._wake.set()
-        if self._done.is_set():
-            await self._flusher
 
     def _view(self) -> View:
         done = self._done.is_set()
-        text = defang(self._text)
-        if self._tail:
-            text = f"{text}\n\n{self._tail}" if text.strip() else self._tail
-        footer: list[str] = []
-        notices = list(self._notices)
-        if done and not text.strip():
-            text = "\n\n".join(f"_{n}_" for n in notices) or "_No answer._"
-            notices = []
+        footer = self.closing_notices() if done else []
         if self.final is not None:
-            footer = [footer_line(self.final, show_cost=self.show_cost), *notices]
-        elif done:
-            footer = notices
-        return View(text, dict(self._tasks), done, footer)
+            footer = [self.final.summary(cost=self.show_cost), *footer]
+        activity = [f"_{line}_" for line in self.activity()]
+        return View(self.answer(defang(self._text)), dict(self._tasks), done, footer, activity)
 
     async def _thinking(self) -> None:
         """Slack's "is thinking…" status under the thread while a stream has no text yet
@@ -528,17 +455,6 @@ class SlackReply:
             self.abilities.status = False
         except DELIVERY_ERRORS as error:
             log.info("slack: thinking status failed (%s)", _describe(error))
-
-    async def _pause(self, seconds: float | None) -> None:
-        """Waits `seconds` (None: until news), ending early when the reply is done."""
-        waits = [asyncio.ensure_future(self._done.wait())]
-        if seconds is None:
-            waits.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
 
     async def _flush(self) -> None:
         await self._thinking()
