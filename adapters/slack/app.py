@@ -140,6 +140,7 @@ class SlackBot:
         self._users: dict[str, User] = {}
         self._abilities: dict[str, Abilities] = {}
         self._bot_threads: OrderedDict[tuple[ChannelKey, str], None] = OrderedDict()
+        self._image_bytes = 0  # image data held by the threads in `_threads`
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
         self.accepting = True
@@ -373,26 +374,23 @@ class SlackBot:
             if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
                 await self._fetch_thread(conversation, thread, me)
             self._threads[key] = thread
+            self._threads.move_to_end(key)
+            self._trim_threads()
         self._threads.move_to_end(key)
         thread.setdefault(str(event["ts"]), self._message(event))
-        self._trim_threads()
         return thread
 
     def _trim_threads(self) -> None:
         """Forgets the least recently used threads beyond THREAD_CACHE_SIZE, or while the
-        images they hold pass IMAGE_CACHE_BYTES (the newest thread always stays)."""
-
-        def image_bytes(thread: OrderedDict[str, ThreadMessage]) -> int:
-            return sum(
-                len(a.data or b"") for m in thread.values() for a in m.attachments if a.is_image
-            )
-
-        total = sum(image_bytes(t) for t in self._threads.values())
+        images they hold pass IMAGE_CACHE_BYTES (the newest thread always stays). Called
+        when a thread or an image comes in; `_image_bytes` keeps the total."""
         while len(self._threads) > 1 and (
-            len(self._threads) > THREAD_CACHE_SIZE or total > IMAGE_CACHE_BYTES
+            len(self._threads) > THREAD_CACHE_SIZE or self._image_bytes > IMAGE_CACHE_BYTES
         ):
             _, oldest = self._threads.popitem(last=False)
-            total -= image_bytes(oldest)
+            self._image_bytes -= sum(
+                len(a.data or b"") for m in oldest.values() for a in m.attachments if a.is_image
+            )
 
     async def _fetch_thread(
         self, conversation: Conversation, thread: OrderedDict[str, ThreadMessage], me: Identity
@@ -482,6 +480,7 @@ class SlackBot:
             attachment = Attachment(name, mime, data)
             if attachment.is_image:
                 message.attachments.append(attachment)
+                self._image_bytes += len(data)
                 self._trim_threads()
                 continue
             try:
