@@ -35,6 +35,8 @@ SLACK_PER_CHANNEL = frozenset({"chat.postMessage"})
 
 @dataclass
 class Budget:
+    """At most `limit` calls in any `window` seconds; `limit` 0: no limit but 429s."""
+
     limit: int
     window: float
     times: deque[float] = field(default_factory=deque)
@@ -42,18 +44,33 @@ class Budget:
 
     def delay(self, now: float, reserve: int = 0) -> float:
         """Seconds until a call may go, leaving `reserve` calls of the window unused."""
+        wait = max(0.0, self.held_until - now)
+        if not self.limit:
+            return wait
         while self.times and self.times[0] <= now - self.window:
             self.times.popleft()
-        wait = max(0.0, self.held_until - now)
         allowed = max(1, self.limit - reserve)
         if len(self.times) >= allowed:
             wait = max(wait, self.times[len(self.times) - allowed] + self.window - now)
         return wait
 
+    def take(self, now: float) -> None:
+        if self.limit:
+            self.times.append(now)
+
+    def headroom(self, now: float) -> int:
+        if self.delay(now) > 0:
+            return 0
+        return self.limit - len(self.times) if self.limit else UNLIMITED
+
+
+UNLIMITED = 1_000_000
+
 
 class Pacer:
     """`limits`: method -> (calls, seconds); methods in `per_channel` have a budget per
-    channel, the others one per workspace. Methods without a limit go at once."""
+    channel, the others one per workspace. Methods without a limit go at once, unless
+    the platform answered 429."""
 
     def __init__(
         self,
@@ -69,42 +86,30 @@ class Pacer:
         self._sleep = sleep
         self._budgets: dict[tuple[str, str], Budget] = {}
 
-    def _budget(self, team: str, method: str, channel: str) -> Budget | None:
-        limit = self.limits.get(method)
-        if limit is None:
-            return None
+    def _budget(self, team: str, method: str, channel: str) -> Budget:
         key = (f"{team}/{channel}" if method in self.per_channel else team, method)
         budget = self._budgets.get(key)
         if budget is None:
-            budget = self._budgets[key] = Budget(*limit)
+            budget = self._budgets[key] = Budget(*self.limits.get(method, (0, 0.0)))
         return budget
 
     def try_take(self, team: str, method: str, channel: str = "", *, reserve: int = 0) -> float:
         """Takes a call now and returns 0, or returns how many seconds until one is free
         (leaving `reserve` calls of the window to calls that must go)."""
         budget = self._budget(team, method, channel)
-        if budget is None:
-            return 0.0
         now = self._clock()
         wait = budget.delay(now, reserve)
         if wait <= 0:
-            budget.times.append(now)
+            budget.take(now)
         return wait
 
     def delay(self, team: str, method: str, channel: str = "") -> float:
         """Seconds until a call of this budget could go, without taking it."""
-        budget = self._budget(team, method, channel)
-        return 0.0 if budget is None else budget.delay(self._clock())
+        return self._budget(team, method, channel).delay(self._clock())
 
     def headroom(self, team: str, method: str, channel: str = "") -> int:
         """Calls left in the current window (0 while held back by a 429)."""
-        budget = self._budget(team, method, channel)
-        if budget is None:
-            return 1_000_000
-        now = self._clock()
-        if budget.delay(now) > 0:
-            return 0
-        return budget.limit - len(budget.times)
+        return self._budget(team, method, channel).headroom(self._clock())
 
     async def wait(self, team: str, method: str, channel: str = "") -> None:
         """Waits for this call's turn, and takes it."""
@@ -114,8 +119,4 @@ class Pacer:
     def hold(self, team: str, method: str, channel: str, seconds: float) -> None:
         """The platform said 429: no call of this budget before `seconds` from now."""
         budget = self._budget(team, method, channel)
-        if budget is None:
-            self.limits.setdefault(method, (1_000_000, 1.0))
-            budget = self._budget(team, method, channel)
-            assert budget is not None
         budget.held_until = max(budget.held_until, self._clock() + seconds)
