@@ -290,53 +290,14 @@ def final_texts(records: dict[str, Any], platform_name: str) -> dict[str, str]:
     return {channel: "\n".join(texts) for channel, texts in found.items()}
 
 
-def stream_of(streams: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+def streams_by_index(streams: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The fake's streams by the number of the benchmark's question they answered."""
+    found = {}
     for stream in streams:
-        if re.search(rf"\bbench {index}$", str(stream.get("last_message"))):
-            return stream
-    return None
-
-
-def analyse_slack(
-    case: Case, records: dict[str, Any], streams: list[dict[str, Any]], skip_calls: int
-) -> None:
-    calls = records["calls"][skip_calls:]
-    a, b, c = [], [], []
-    incomplete = backwards = 0
-    finals = final_texts(records, "slack")
-    for i in range(case.n):
-        channel = f"CB{i:04d}"
-        messages = [m for m in records["messages"] if m["channel"] == channel]
-        sent = records["sent_at"].get(channel)
-        timeline = sorted(t for m in messages for t in m["timeline"])
-        statuses = [
-            call["at"]
-            for call in calls
-            if call["method"] == "assistant.threads.setStatus"
-            and call["channel"] == channel
-            and call["status"] == 200
-            and not call["error"]
-        ]
-        stream = stream_of(streams, i)
-        if words(finals.get(channel, "")) != ANSWER:
-            incomplete += 1
-        backwards += sum(went_backwards(m["timeline"]) for m in messages)
-        if sent is None or not timeline:
-            continue
-        a.append(min([timeline[0][0], *statuses]) - sent)
-        first_text = next((at for at, text in timeline if "word0" in text), None)
-        full = next((at for at, text in timeline if "word199" in text), None)
-        if stream and first_text is not None and stream.get("first_token_at"):
-            b.append((first_text - sent) - (stream["first_token_at"] - stream["requested_at"]))
-        if stream and full is not None and stream.get("ended_at"):
-            c.append(full - stream["ended_at"])
-    writes = [x for x in calls if WRITE_METHODS.match(x["method"])]
-    case.a, case.b, case.c = summary(a), summary(b), summary(c)
-    case.writes_per_reply = round(len(writes) / case.n, 1)
-    case.rate_limited = sum(1 for x in calls if x["status"] == 429)
-    case.incomplete, case.backwards = incomplete, backwards
-    events = [done - s for kind, s, done in records["acks"] if kind in ("app_mention", "message")]
-    case.ack_events = summary(events)
+        match = re.search(r"\bbench (\d+)$", str(stream.get("last_message")))
+        if match:
+            found[int(match.group(1))] = stream
+    return found
 
 
 def went_backwards(timeline: list[list[Any]]) -> int:
@@ -345,41 +306,66 @@ def went_backwards(timeline: list[list[Any]]) -> int:
     return int(any(later < earlier for earlier, later in itertools.pairwise(lengths)))
 
 
-def analyse_discord(
-    case: Case, records: dict[str, Any], streams: list[dict[str, Any]], skip_calls: int
+def analyse(
+    case: Case,
+    records: dict[str, Any],
+    streams: list[dict[str, Any]],
+    channels: list[str],
+    seen_first: dict[str, float],
 ) -> None:
-    calls = records["calls"][skip_calls:]
+    """(a), (b), (c), incomplete and backwards, per reply; `channels[i]` is where question
+    i was asked, `seen_first` what showed there before any message (a status, typing)."""
+    by_channel: dict[str, list[dict[str, Any]]] = {}
+    for message in records["messages"]:
+        by_channel.setdefault(message["channel"], []).append(message)
+    by_index = streams_by_index(streams)
+    finals = final_texts(records, case.platform)
     a, b, c = [], [], []
-    incomplete = backwards = 0
-    finals = final_texts(records, "discord")
-    for index in range(case.n):
-        channel = str(910_000_000_000_000_000 + index)
+    for index, channel in enumerate(channels):
+        messages = by_channel.get(channel, [])
         sent = records["sent_at"].get(channel)
-        if sent is None:
-            incomplete += 1
-            continue
-        messages = [m for m in records["messages"] if m["channel"] == channel]
-        timeline = sorted(t for m in messages for t in m["timeline"])
-        stream = stream_of(streams, index)
         if words(finals.get(channel, "")) != ANSWER:
-            incomplete += 1
-        backwards += sum(went_backwards(m["timeline"]) for m in messages)
-        typing = records["typing"].get(channel)
-        seen = [t for t in [typing, timeline[0][0] if timeline else None] if t is not None]
-        if seen:
-            a.append(min(seen) - sent)
+            case.incomplete += 1
+        case.backwards += sum(went_backwards(m["timeline"]) for m in messages)
+        timeline = sorted(t for m in messages for t in m["timeline"])
+        if sent is None or not timeline:
+            continue
+        a.append(min(timeline[0][0], seen_first.get(channel, timeline[0][0])) - sent)
+        stream = by_index.get(index)
         first_text = next((at for at, text in timeline if "word0" in text), None)
         full = next((at for at, text in timeline if "word199" in text), None)
         if stream and first_text is not None and stream.get("first_token_at"):
             b.append((first_text - sent) - (stream["first_token_at"] - stream["requested_at"]))
         if stream and full is not None and stream.get("ended_at"):
             c.append(full - stream["ended_at"])
-    writes = [x for x in calls if x["method"] in ("POST", "PATCH") and "/channels/" in x["path"]]
     case.a, case.b, case.c = summary(a), summary(b), summary(c)
+
+
+def analyse_slack(
+    case: Case, records: dict[str, Any], streams: list[dict[str, Any]], skip_calls: int
+) -> None:
+    calls = records["calls"][skip_calls:]
+    statuses: dict[str, float] = {}
+    for call in calls:
+        if call["method"] == "assistant.threads.setStatus" and not call["error"]:
+            statuses.setdefault(call["channel"], call["at"])
+    analyse(case, records, streams, [f"CB{i:04d}" for i in range(case.n)], statuses)
+    writes = [x for x in calls if WRITE_METHODS.match(x["method"])]
     case.writes_per_reply = round(len(writes) / case.n, 1)
     case.rate_limited = sum(1 for x in calls if x["status"] == 429)
-    case.incomplete, case.backwards = incomplete, backwards
-    case.ack_events = {}
+    events = [done - s for kind, s, done in records["acks"] if kind in ("app_mention", "message")]
+    case.ack_events = summary(events)
+
+
+def analyse_discord(
+    case: Case, records: dict[str, Any], streams: list[dict[str, Any]], skip_calls: int
+) -> None:
+    calls = records["calls"][skip_calls:]
+    channels = [str(910_000_000_000_000_000 + i) for i in range(case.n)]
+    analyse(case, records, streams, channels, records["typing"])
+    writes = [x for x in calls if x["method"] in ("POST", "PATCH") and "/channels/" in x["path"]]
+    case.writes_per_reply = round(len(writes) / case.n, 1)
+    case.rate_limited = sum(1 for x in calls if x["status"] == 429)
 
 
 def machine() -> str:
