@@ -156,3 +156,29 @@ async def test_serve_answers_discord_and_stops_on_sigterm(
         assert process.returncode == 0, err.decode()
         assert "Traceback" not in err.decode()
         assert DISCORD_TOKEN not in out.decode() + err.decode()
+
+
+async def test_serve_says_when_discord_cannot_be_reached(
+    fake: FakeOpenRouter, tmp_path: object
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/api/v10"  # nothing listens there
+    env = dict(
+        os.environ,
+        OPENROUTER_API_KEY=TEST_KEY,
+        OPENROUTER_BASE_URL=fake.url,
+        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
+        DISCORD_API_BASE_URL=closed,
+        PORT=str(free_port()),
+        ROUTERBOT_DATA_DIR=str(tmp_path),
+    )
+    process = await asyncio.create_subprocess_exec(
+        ROUTERBOT, "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert (
+        err.decode()
+        .strip()
+        .endswith("(ClientConnectorError): check DISCORD_API_BASE_URL and the network")
+    )
+    assert "Traceback" not in err.decode()

@@ -15,6 +15,7 @@ import re
 from collections import Counter, OrderedDict
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -136,7 +137,13 @@ class DiscordBot:
         done, _ = await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:
             ready.cancel()
-            self._runner.result()  # raises what stopped the client
+            try:
+                self._runner.result()  # raises what stopped the client
+            except (aiohttp.ClientError, discord.DiscordException, OSError) as error:
+                raise ConfigError(
+                    f"could not reach Discord at {self.settings.discord_api_base_url} "
+                    f"({error.__class__.__name__}): check DISCORD_API_BASE_URL and the network"
+                ) from None
             raise ConfigError("Discord closed the connection before the bot was ready")
 
     async def _run(self) -> None:
