@@ -194,6 +194,8 @@ async def serve(engine: Engine, settings: Settings, host: str = "0.0.0.0") -> in
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
+        if slack is not None:
+            await slack.check_tokens()
         await server.start(host, settings.port)
         log.info("listening on port %d", settings.port)
         if slack is not None and settings.slack_app_token is not None:

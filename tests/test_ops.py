@@ -366,3 +366,29 @@ async def test_replies_past_the_grace_period_are_stopped_and_say_so(
         assert message.text.startswith("slow")
         assert message.text.endswith("_Stopped: the bot is restarting; ask again in a minute._")
         assert not message.streaming
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-revoked", "SLACK_SIGNING_SECRET": SIGNING_SECRET},
+            "routerbot: SLACK_BOT_TOKEN was refused by Slack (invalid_auth)",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": "xapp-1-revoked"},
+            "routerbot: SLACK_APP_TOKEN was refused by Slack (invalid_auth)",
+        ),
+    ],
+    ids=["bot token", "app token"],
+)
+async def test_a_slack_token_slack_refuses_is_caught_at_start(
+    env: dict[str, str], says: str, fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    async with FakeSlack() as slack:
+        code, err = await serve_once(
+            {**env, "SLACK_API_BASE_URL": slack.api_url, "ROUTERBOT_DATA_DIR": str(tmp_path)},
+            fake,
+        )
+    assert code == 2
+    assert err.startswith(says)

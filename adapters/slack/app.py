@@ -29,6 +29,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -40,7 +41,7 @@ from bot.formatting import Document
 from bot.store import ChannelKey
 from bot.tools import ToolError
 
-from .api import SlackApi
+from .api import SlackApi, error_code
 from .blocks import document_blocks, document_fallback
 from .reply import CLEANUPS, DELIVERY_ERRORS, Abilities, SlackReply, Target
 
@@ -57,6 +58,21 @@ KNOWN_THREADS = 10_000  # threads the bot answered in, remembered in memory too
 # Message subtypes written by people; every other subtype (edits, deletions, joins, bot
 # posts) is not addressed to the bot.
 PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+
+
+class _SameToken(logging.Filter):
+    """Bolt warns that `token` goes unused when a client is given: it read SLACK_BOT_TOKEN
+    from the environment, the very token our client carries. Not worth an operator's eye."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("slack_bolt")
+    if not any(isinstance(f, _SameToken) for f in logger.filters):
+        logger.addFilter(_SameToken())
+    return logger
 
 
 @dataclass
@@ -127,7 +143,7 @@ class SlackBot:
             request_verification_enabled=secret is not None,
             # The listeners filter the bot's own messages themselves, and count them.
             ignoring_self_events_enabled=False,
-            logger=logging.getLogger("slack_bolt"),
+            logger=_bolt_logger(),
         )
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
@@ -186,6 +202,30 @@ class SlackBot:
             and event.get("channel_type") in ("channel", "group")
             and not event.get("thread_ts")
         )
+
+    async def check_tokens(self) -> None:
+        """One auth.test (and apps.connections.open for Socket Mode) at start-up: a revoked
+        or mistyped token ends the start with one line instead of failing every event."""
+        app_token = self.settings.slack_app_token
+        checks = [("SLACK_BOT_TOKEN", self.web.auth_test)]
+        if app_token is not None:
+            opening = functools.partial(
+                self.web.apps_connections_open, app_token=app_token.get_secret_value().strip()
+            )
+            checks.append(("SLACK_APP_TOKEN", opening))
+        for name, check in checks:
+            try:
+                await check()
+            except SlackApiError as error:
+                raise ConfigError(
+                    f"{name} was refused by Slack ({error_code(error) or 'error'}): copy it "
+                    "again from the app's settings at https://api.slack.com/apps"
+                ) from None
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                raise ConfigError(
+                    f"could not reach Slack at {self.settings.slack_api_base_url} "
+                    f"({error.__class__.__name__}): check SLACK_API_BASE_URL and the network"
+                ) from None
 
     async def start_socket_mode(self) -> None:
         app_token = self.settings.slack_app_token
