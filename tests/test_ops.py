@@ -34,7 +34,7 @@ from tests.fakes.slack import (
 )
 from tests.test_cli import ROUTERBOT
 from tests.test_engine import Recorder
-from tests.test_serve import free_port
+from tests.test_serve import free_port, wait_until_healthy
 from tests.waiting import eventually
 
 MODEL = "openai/gpt-4o-mini"
@@ -319,13 +319,7 @@ async def start_serving(
         ROUTERBOT, "serve", env=full, stderr=asyncio.subprocess.PIPE
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(400):  # at most 20 s to start listening
-        try:
-            if (await get(base + "/healthz"))[0] == 200:
-                break
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
+    await wait_until_healthy(base)
     slack.events_url = base + "/slack/events"
     return process, base
 

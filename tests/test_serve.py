@@ -19,6 +19,20 @@ from tests.test_cli import ROUTERBOT, routerbot
 from tests.waiting import eventually
 
 
+async def wait_until_healthy(base: str) -> None:
+    """Waits (at most 20 s) for a starting `routerbot serve` to answer /healthz."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(400):
+            try:
+                async with session.get(f"{base}/healthz") as response:
+                    if response.status == 200 and (await response.json())["ok"] is True:
+                        return
+            except aiohttp.ClientError:
+                pass  # not listening yet
+            await asyncio.sleep(0.05)
+    raise AssertionError("routerbot serve never answered /healthz")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -69,23 +83,7 @@ async def test_serve_answers_slack_over_http_and_stops_on_sigterm(
         )  # fmt: skip
         try:
             base = f"http://127.0.0.1:{port}"
-
-            async def healthy() -> bool:
-                try:
-                    async with (
-                        aiohttp.ClientSession() as session,
-                        session.get(f"{base}/healthz") as response,
-                    ):
-                        return response.status == 200 and (await response.json())["ok"] is True
-                except aiohttp.ClientError:
-                    return False
-
-            for _ in range(400):  # at most 20 s for the process to start listening
-                if await healthy():
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("routerbot serve never answered /healthz")
+            await wait_until_healthy(base)
             slack.events_url = f"{base}/slack/events"
             fake.script("openai/gpt-4o-mini", Reply(text="Served."))
             ts = await slack.say("U1", "C1", f"<@{BOT_USER_ID}> are you up?")
