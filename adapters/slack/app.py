@@ -156,6 +156,7 @@ class SlackBot:
         self._users: dict[str, User] = {}
         self._abilities: dict[str, Abilities] = {}
         self._bot_threads: OrderedDict[tuple[ChannelKey, str], None] = OrderedDict()
+        self._other_threads: OrderedDict[tuple[ChannelKey, str], None] = OrderedDict()
         self._image_bytes = 0  # image data held by the threads in `_threads`
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
@@ -366,17 +367,31 @@ class SlackBot:
         known = (key, thread_ts)
         if known in self._bot_threads:
             return
-        self._bot_threads[known] = None
-        while len(self._bot_threads) > KNOWN_THREADS:
-            self._bot_threads.popitem(last=False)
+        self._remember(self._bot_threads, known)
+        self._other_threads.pop(known, None)
         task = asyncio.create_task(self.engine.store.mark_thread(key, thread_ts))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _is_bot_thread(self, key: ChannelKey, thread_ts: str) -> bool:
-        if (key, thread_ts) in self._bot_threads:
+        """Asked of every reply in every thread of the bot's channels: answered from memory
+        both ways once known (a thread the bot joins later is marked in memory first)."""
+        known = (key, thread_ts)
+        if known in self._bot_threads:
             return True
-        return await self.engine.store.is_bot_thread(key, thread_ts)
+        if known in self._other_threads:
+            return False
+        found = await self.engine.store.is_bot_thread(key, thread_ts)
+        self._remember(self._bot_threads if found else self._other_threads, known)
+        return found
+
+    @staticmethod
+    def _remember(
+        threads: OrderedDict[tuple[ChannelKey, str], None], known: tuple[ChannelKey, str]
+    ) -> None:
+        threads[known] = None
+        while len(threads) > KNOWN_THREADS:
+            threads.popitem(last=False)
 
     async def _say_failed(self, target: Target) -> None:
         try:
